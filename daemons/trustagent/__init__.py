@@ -1,0 +1,1 @@
+"""The trust agent daemon. Installed as ``secl.trustagent``."""

@@ -1,0 +1,1 @@
+"""Hooks that other software (libvirt) runs. Installed as ``secl.hooks``."""

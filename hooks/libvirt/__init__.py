@@ -1,0 +1,1 @@
+"""The libvirt qemu hook. Installed as ``secl.hooks.libvirt``; built by the workload issue."""

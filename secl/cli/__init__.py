@@ -1,0 +1,1 @@
+"""The ``secl`` admin command line."""

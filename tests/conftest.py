@@ -1,0 +1,1 @@
+"""Shared pytest fixtures. swtpm fixtures live in tests/swtpm.py and are registered here."""

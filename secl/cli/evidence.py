@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from secl.cli.output import InputError, InvalidEvidence, print_json, print_table, read_input
-from secl.core.ekcert import EKTrustStore, load_ek_certificate, verify_ek_certificate
+from secl.core.ekcert import EKTrustStore, load_certificates, load_ek_certificate, verify_ek_certificate
 from secl.core.errors import EKCertificateError, QuoteError
 from secl.core.eventdecode import describe_event
 from secl.core.eventlog import Event, EventLog, parse_event_log, pcr_banks_to_json
@@ -282,8 +282,15 @@ def ekcert_group() -> None:
     help="Trusted TPM vendor CA certificates: a PEM bundle, or a directory of .pem/.crt/.cer/.der files. "
     "Every certificate in it is trusted (vendor bundles mix roots and intermediates).",
 )
+@click.option(
+    "--intermediates",
+    "intermediates_path",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Untrusted intermediate CA certificates (PEM bundle) that may complete the chain.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict and the chain as JSON.")
-def ekcert_verify(cert: str, ca_bundle: str, as_json: bool) -> None:
+def ekcert_verify(cert: str, ca_bundle: str, intermediates_path: str | None, as_json: bool) -> None:
     """Build a chain from the EK certificate CERT (PEM or DER, NV header tolerated) to a trusted CA.
 
     Tolerates the non-DER encodings real TPMs ship and says which fix-up each certificate needed.
@@ -291,8 +298,11 @@ def ekcert_verify(cert: str, ca_bundle: str, as_json: bool) -> None:
     """
     leaf = load_ek_certificate(read_input(cert, "certificate"))
     store = EKTrustStore.from_bundles(*_read_bundles(ca_bundle))
+    intermediates = (
+        load_certificates(read_input(intermediates_path, "intermediates")) if intermediates_path else ()
+    )
     try:
-        chain = verify_ek_certificate(leaf, store)
+        chain = verify_ek_certificate(leaf, store, intermediates=intermediates)
     except EKCertificateError as exc:
         if as_json:
             print_json(

@@ -7,7 +7,7 @@ because a log is read exactly when something looks wrong. The decoders themselve
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +58,28 @@ def _variable(event: Event) -> EventDescription:
     return _from(efi.parse_variable_data(event.data))
 
 
+def _authority(event: Event) -> EventDescription:
+    # An authority event carries the one signature (owner + certificate) that allowed an image to load.
+    return _from(efi.parse_variable_data(event.data, authority=True))
+
+
+# Tagged events (TCG_PCClientTaggedEvent) the Linux EFI stub logs on PCR 9.
+_EVENT_TAGS = {0x8F3B22ED: "LOADED_IMAGE::LoadOptions", 0x8F3B22EC: "Linux initrd"}
+
+
+def _event_tag(event: Event) -> EventDescription:
+    data = event.data
+    if len(data) < 8 or int.from_bytes(data[4:8], "little") != len(data) - 8:
+        raise EventLogError("tagged event header does not match its size", code="efi-truncated")
+    tag = int.from_bytes(data[:4], "little")
+    name = _EVENT_TAGS.get(tag, f"tag 0x{tag:08x}")
+    payload = data[8:].rstrip(b"\0")
+    text = payload.decode("utf-8", errors="backslashreplace")
+    return EventDescription(
+        f"{name}: {text}" if text.isprintable() else name, {"tag": tag, "name": name, "data": data[8:].hex()}
+    )
+
+
 def _image(event: Event) -> EventDescription:
     return _from(efi.parse_image_load_event(event.data))
 
@@ -99,7 +121,8 @@ _DECODERS: dict[int, Callable[[Event], EventDescription]] = {
     EventType.EV_EFI_VARIABLE_DRIVER_CONFIG: _variable,
     EventType.EV_EFI_VARIABLE_BOOT: _variable,
     EventType.EV_EFI_VARIABLE_BOOT2: _variable,
-    EventType.EV_EFI_VARIABLE_AUTHORITY: _variable,
+    EventType.EV_EFI_VARIABLE_AUTHORITY: _authority,
+    EventType.EV_EVENT_TAG: _event_tag,
     EventType.EV_EFI_BOOT_SERVICES_APPLICATION: _image,
     EventType.EV_EFI_BOOT_SERVICES_DRIVER: _image,
     EventType.EV_EFI_RUNTIME_SERVICES_DRIVER: _image,
@@ -108,3 +131,19 @@ _DECODERS: dict[int, Callable[[Event], EventDescription]] = {
     EventType.EV_EFI_HANDOFF_TABLES: _handoff,
     EventType.EV_EFI_GPT_EVENT: _gpt,
 }
+
+
+def secure_boot_state(events: Iterable[Event]) -> efi.SecureBootState:
+    """Summarise Secure Boot from the EFI variable events on PCR 7.
+
+    Pass the events of a *verified* log (:meth:`EventLog.verify`): the state of an unverified log is
+    only what the host claims.
+    """
+    variables = []
+    for event in events:
+        if event.pcr == 7 and event.type == EventType.EV_EFI_VARIABLE_DRIVER_CONFIG:
+            try:
+                variables.append(efi.parse_variable_data(event.data))
+            except EventLogError:
+                continue
+    return efi.secure_boot_state(variables)

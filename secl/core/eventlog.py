@@ -113,23 +113,8 @@ class EventLog:
     events: tuple[Event, ...]
     banks: tuple[HashAlg, ...]
     padding_bytes: int  # zero or 0xFF bytes after the last event (a fixed-size memory window)
-
-    @property
-    def startup_locality(self) -> int | None:
-        """The locality of TPM2_Startup if the firmware logged a StartupLocality event, else None."""
-        for event in self.events:
-            if (
-                event.type == EventType.EV_NO_ACTION
-                and event.pcr == 0
-                and event.data.startswith(_STARTUP_LOCALITY_SIGNATURE)
-                and len(event.data) > len(_STARTUP_LOCALITY_SIGNATURE)
-            ):
-                return event.data[len(_STARTUP_LOCALITY_SIGNATURE)]
-        return None
-
-    @property
-    def has_hcrtm(self) -> bool:
-        return any(e.type == EventType.EV_EFI_HCRTM_EVENT for e in self.events)
+    startup_locality: int | None  # locality of TPM2_Startup, from a StartupLocality event
+    has_hcrtm: bool  # an H-CRTM sequence measured PCR 0 before the firmware ran
 
     def initial_value(self, bank: HashAlg, pcr: int) -> bytes:
         """The value a PCR holds before the first extend of this boot.
@@ -165,7 +150,7 @@ class EventLog:
         result: PCRBanks = {}
         for bank in self.banks:
             values: dict[int, bytes] = {}
-            hash_ = bank.hash
+            hash_ = bank.hasher
             for event in self.iter_extended():
                 digest = event.digests.get(bank)
                 if digest is None:
@@ -330,12 +315,20 @@ class _Parser:
             fmt: LogFormat = "tcg1.2"
         else:
             sizes = dict(spec_id.algorithms)
+            fast = _FastAgileLayout(spec_id.algorithms)
             while not self._at_padding():
-                events.append(self._read_agile_event(len(events), sizes))
+                event = fast.read(self.data, self.offset, len(events))
+                if event is None:
+                    event = self._read_agile_event(len(events), sizes)
+                else:
+                    self.offset += fast.size + len(event.data)
+                events.append(event)
             banks = tuple(HashAlg(a) for a, _ in spec_id.algorithms if a in HashAlg._value2member_map_)
             fmt = "crypto-agile"
         padding = len(self.data) - self.offset
-        return EventLog(fmt, spec_id, tuple(events), banks, padding)
+        return EventLog(
+            fmt, spec_id, tuple(events), banks, padding, _startup_locality(events), _has_hcrtm(events)
+        )
 
     def _at_padding(self) -> bool:
         return self.offset >= self.zero_end or self.offset >= self.ff_end
@@ -403,6 +396,55 @@ class _Parser:
         payload = self.data[self.offset : self.offset + size]
         self.offset += size
         return payload
+
+
+class _FastAgileLayout:
+    """One struct for the usual record: every declared bank's digest, in the declared order.
+
+    Almost every real event has that shape, so one ``unpack_from`` replaces a dozen small reads; any
+    other shape (or anything out of bounds) returns None and the careful reader handles it.
+    """
+
+    def __init__(self, algorithms: tuple[tuple[int, int], ...]) -> None:
+        layout = "<III" + "".join(f"H{size}s" for _, size in algorithms) + "I"
+        self.struct = struct.Struct(layout)
+        self.size = self.struct.size
+        self.algorithm_ids = tuple(alg for alg, _ in algorithms)
+        self.banks = tuple(_KNOWN_BANKS.get(alg) for alg, _ in algorithms)
+        self.all_known = all(b is not None for b in self.banks)
+
+    def read(self, data: bytes, offset: int, number: int) -> Event | None:
+        if not self.all_known or offset + self.size > len(data):
+            return None
+        fields = self.struct.unpack_from(data, offset)
+        pcr, type_, count = fields[0], fields[1], fields[2]
+        if count != len(self.banks) or fields[3:-1:2] != self.algorithm_ids:
+            return None
+        size = fields[-1]
+        start = offset + self.size
+        if size > _MAX_EVENT_DATA or start + size > len(data):
+            return None
+        digests = dict(zip(self.banks, fields[4:-1:2], strict=True))
+        return Event(number, offset, pcr, type_, digests, data[start : start + size])
+
+
+_KNOWN_BANKS = {alg.value: alg for alg in HashAlg}
+
+
+def _startup_locality(events: list[Event]) -> int | None:
+    for event in events:
+        if (
+            event.type == EventType.EV_NO_ACTION
+            and event.pcr == 0
+            and event.data.startswith(_STARTUP_LOCALITY_SIGNATURE)
+            and len(event.data) > len(_STARTUP_LOCALITY_SIGNATURE)
+        ):
+            return event.data[len(_STARTUP_LOCALITY_SIGNATURE)]
+    return None
+
+
+def _has_hcrtm(events: list[Event]) -> bool:
+    return any(e.type == EventType.EV_EFI_HCRTM_EVENT for e in events)
 
 
 def _is_spec_id_event(event: Event) -> bool:

@@ -35,7 +35,12 @@ class HashAlg(enum.IntEnum):
 
     def hash(self, data: bytes) -> bytes:
         """Return the digest of ``data`` under this algorithm."""
-        return _hasher(self)(data)
+        return _HASHERS[self](data)
+
+    @property
+    def hasher(self) -> Callable[[bytes], bytes]:
+        """The one-shot hash function itself, for loops that hash many short inputs."""
+        return _HASHERS[self]
 
     def new(self) -> hashes.HashContext | _HashlibContext:
         """Return an incremental hash context with ``update`` and ``finalize``."""
@@ -109,10 +114,6 @@ def _sm3(data: bytes) -> bytes:
     h = hashes.Hash(hashes.SM3())
     h.update(data)
     return h.finalize()
-
-
-def _hasher(alg: HashAlg) -> Callable[[bytes], bytes]:
-    return _HASHERS[alg]
 
 
 # hashlib's one-shot constructors are several times faster than cryptography's context objects for the

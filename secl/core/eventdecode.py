@@ -75,9 +75,8 @@ def _event_tag(event: Event) -> EventDescription:
     name = _EVENT_TAGS.get(tag, f"tag 0x{tag:08x}")
     payload = data[8:].rstrip(b"\0")
     text = payload.decode("utf-8", errors="backslashreplace")
-    return EventDescription(
-        f"{name}: {text}" if text.isprintable() else name, {"tag": tag, "name": name, "data": data[8:].hex()}
-    )
+    shown = name if text == name or not text.isprintable() else f"{name}: {text}"
+    return EventDescription(shown, {"tag": tag, "name": name, "data": data[8:].hex()})
 
 
 def _image(event: Event) -> EventDescription:

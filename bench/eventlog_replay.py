@@ -24,8 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from secl.core.eventlog import parse_event_log  # noqa: E402
-from tests.corpus import corpus_bytes  # noqa: E402
+from secl.core.eventlog import parse_event_log
+from tests.corpus import corpus_bytes
 
 # Real UEFI logs of about 100 events with 2-3 banks (the size the bar is stated for), all readable by
 # tpm2_eventlog 5.4 (it fails on the Intel server log, whose memory window ends in 0xFF padding).
@@ -86,7 +86,9 @@ def main() -> int:
             theirs = time_tpm2_eventlog(tool, path, args.budget)
             total_ours += ours
             total_theirs += theirs
-            print(f"{relative:<62} {events:>6} {ours * 1e3:>8.3f} {theirs * 1e3:>17.3f} {theirs / ours:>6.1f}×")
+            print(
+                f"{relative:<62} {events:>6} {ours * 1e3:>8.3f} {theirs * 1e3:>17.3f} {theirs / ours:>6.1f}×"
+            )
     ratio = total_theirs / total_ours
     print(
         f"\nall {len(LOGS)} logs: secl {total_ours * 1e3:.2f} ms, tpm2_eventlog {total_theirs * 1e3:.2f} ms; "

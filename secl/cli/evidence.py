@@ -13,7 +13,8 @@ from secl.core.eventdecode import describe_event
 from secl.core.eventlog import Event, EventLog, parse_event_log, pcr_banks_to_json
 from secl.core.hashalg import HashAlg
 from secl.core.ima import IMALog, parse_ima_log
-from secl.core.quote import load_pcr_values, unverified_quote_selection, verify_quote
+from secl.core.pcrfile import load_pcr_values
+from secl.core.quote import unverified_quote_selection, verify_quote
 from secl.core.tpm import load_ak_public
 
 # --------------------------------------------------------------------------------------------- eventlog

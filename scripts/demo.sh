@@ -8,12 +8,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 
-CORPUS=${SECL_CORPUS:-$(cd .. && pwd)/shared/corpus}
-LOG=$CORPUS/ovmf/ovmf-q35-swtpm-binary_bios_measurements.bin
-if [[ ! -f $LOG ]]; then
-  echo "demo: corpus log not found at $LOG; set SECL_CORPUS to the folder holding corpus/INDEX.md" >&2
+# The corpus is found where the tests look for it: $SECL_CORPUS, ../shared/corpus, /work/shared/corpus.
+CORPUS=""
+for candidate in "${SECL_CORPUS:-}" "$(cd .. && pwd)/shared/corpus" /work/shared/corpus; do
+  if [[ -n $candidate && -f $candidate/INDEX.md ]]; then CORPUS=$candidate; break; fi
+done
+if [[ -z $CORPUS ]]; then
+  echo "demo: the evidence corpus was not found; set SECL_CORPUS to the folder holding corpus/INDEX.md" >&2
   exit 1
 fi
+LOG=$CORPUS/ovmf/ovmf-q35-swtpm-binary_bios_measurements.bin
 SECL=.venv/bin/secl
 
 echo

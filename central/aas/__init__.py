@@ -1,0 +1,1 @@
+"""AAS: users, roles, tokens and the audit log (``/aas/v1``)."""

@@ -1,0 +1,143 @@
+"""``secl-central``: set up, migrate and run the central server.
+
+Every command reads the same configuration as the service (``--config``, default /etc/secl/central.toml,
+plus SECL_CENTRAL_* variables), so what an operator runs by hand acts on what systemd runs.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from secl.central.config import CentralConfig, ConfigError, load_config
+
+
+def _config(ctx: click.Context) -> CentralConfig:
+    return ctx.obj["config"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Configuration file (default: /etc/secl/central.toml, or $SECL_CENTRAL_CONFIG).")  # fmt: skip
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path | None) -> None:
+    """Operate the secl central server: setup, database migrations, and a development server.
+
+    In production systemd runs the central under gunicorn (secl-central.service); these commands prepare
+    its state and help diagnose it.
+    """
+    try:
+        ctx.obj = {"config": load_config(config_path)}
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@cli.command()
+@click.option("--owner", default=None, help="Make the state directory and key files owned by this user.")
+@click.pass_context
+def setup(ctx: click.Context, owner: str | None) -> None:
+    """Create the CA, TLS certificate, signing keys, database and first administrator (idempotent)."""
+    from secl.central.setup import run_setup
+
+    config = _config(ctx)
+    try:
+        result = run_setup(config, owner=owner)
+    except (OSError, ValueError, LookupError) as exc:
+        raise click.ClickException(f"setup failed: {exc}") from None
+    for path in result.created:
+        click.echo(f"created {path}")
+    click.echo(f"state directory: {config.state_dir}")
+    click.echo(f"root CA SHA-384 fingerprint: {result.root_ca_fingerprint_sha384}")
+    click.echo("  (give it to hosts joining this central: secl-trustagent setup --ca-fingerprint ...)")
+    if result.admin_credential is not None:
+        click.echo(f"first administrator credential (user:password): {result.admin_credential}")
+    else:
+        click.echo("the administrator already exists; nothing changed for it")
+
+
+@cli.group()
+def db() -> None:
+    """Database schema commands."""
+
+
+@db.command("upgrade")
+@click.pass_context
+def db_upgrade(ctx: click.Context) -> None:
+    """Apply every pending migration (safe to run on a current database)."""
+    from secl.central.store.db import Database
+    from secl.central.store.migrate import current_revision, upgrade
+
+    database = Database(_config(ctx).sqlalchemy_url)
+    try:
+        before = current_revision(database.engine)
+        upgrade(database.engine)
+        after = current_revision(database.engine)
+    except Exception as exc:  # connection and SQL errors of every driver
+        raise click.ClickException(f"database upgrade failed: {exc}") from None
+    finally:
+        database.dispose()
+    click.echo(
+        f"database schema: {before or 'empty'} -> {after}"
+        if before != after
+        else f"database schema is current ({after})"
+    )
+
+
+@cli.command("create-admin")
+@click.argument("username")
+@click.option("--password-file", type=click.File("r"), default=None,
+              help="Read the password from this file (- for stdin) instead of prompting.")  # fmt: skip
+@click.pass_context
+def create_admin(ctx: click.Context, username: str, password_file: click.utils.LazyFile | None) -> None:
+    """Create an administrator (all permissions), for example to recover a lost one."""
+    from secl.central.aas import service
+    from secl.central.store.db import Database
+
+    password = (
+        password_file.read().strip()
+        if password_file
+        else click.prompt("password", hide_input=True, confirmation_prompt=True)
+    )
+    if len(password) < 12:
+        raise click.ClickException("the password must have at least 12 characters")
+    database = Database(_config(ctx).sqlalchemy_url)
+    try:
+        with database.sessions() as session:
+            _, created = service.ensure_admin(session, username, password)
+    finally:
+        database.dispose()
+    click.echo(
+        f"administrator {username} created" if created else f"user {username} already exists; unchanged"
+    )
+
+
+@cli.command()
+@click.option("--debug", is_flag=True, help="Flask debug mode (never in production).")
+@click.pass_context
+def run(ctx: click.Context, debug: bool) -> None:
+    """Run the development server over TLS on the configured address (production: gunicorn)."""
+    from secl.central import NotSetUp, create_app
+    from secl.central.keyfiles import KeyFiles
+
+    config = _config(ctx)
+    try:
+        app = create_app(config)
+    except NotSetUp as exc:
+        raise click.ClickException(str(exc)) from None
+    host, _, port = config.listen.rpartition(":")
+    files = KeyFiles(config.keys_dir)
+    app.run(
+        host=host or "0.0.0.0",
+        port=int(port),
+        debug=debug,
+        ssl_context=(str(files.tls_cert), str(files.tls_key)),
+    )
+
+
+def main() -> None:
+    cli(prog_name="secl-central")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

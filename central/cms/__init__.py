@@ -1,0 +1,1 @@
+"""CMS: the central's certificate authority (``/cms/v1``)."""

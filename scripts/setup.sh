@@ -5,9 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# System packages: the TPM simulator and tpm2-tools (tests cross-check against them), the TSS headers,
-# PostgreSQL (the central is tested on it as well as on SQLite; tests start their own cluster),
-# tpm2-pytss compiles against, and openssl (the EK-certificate oracle in the tests).
+# System packages: the TPM simulator and tpm2-tools (tests cross-check against them), the TSS headers
+# tpm2-pytss compiles against, openssl (the EK-certificate oracle in the tests), and PostgreSQL (the
+# central is tested on it as well as on SQLite; the tests start a throwaway cluster of their own).
 APT_PACKAGES=(
   swtpm swtpm-tools tpm2-tools libtss2-dev pkg-config gcc openssl ca-certificates
   postgresql

@@ -30,7 +30,7 @@ def create_app(
     if not isinstance(config, CentralConfig):
         config = load_config(overrides=config)
     logging.getLogger("secl").setLevel(config.log_level.upper())
-    app = Flask("secl.central")
+    app = Flask("secl.central", static_folder=None)  # an API: no static files
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["secl.config"] = config

@@ -112,6 +112,61 @@ def create_admin(ctx: click.Context, username: str, password_file: click.utils.L
     )
 
 
+@cli.command("create-enrollment-token")
+@click.option(
+    "--host", required=True, help="The host name (or IP address) the token may get certificates for."
+)
+@click.option("--ttl", default="1h", show_default=True,
+              help="How long the token is valid: 3600, 45s, 30m, 1h or 2d (at most 30 days).")  # fmt: skip
+@click.option("--kind", "kinds", multiple=True, type=click.Choice(["tls", "tls-server", "tls-client"]),
+              help="A certificate kind the token allows (repeatable; default: tls, server and client).")  # fmt: skip
+@click.option("--uses", default=1, show_default=True, type=click.IntRange(1, 1000),
+              help="How many certificates the token may obtain.")  # fmt: skip
+@click.pass_context
+def create_enrollment_token(
+    ctx: click.Context, host: str, ttl: str, kinds: tuple[str, ...], uses: int
+) -> None:
+    """Mint an enrollment token for one host and print it, and only it, on stdout (notes go to stderr).
+
+    The token is shown this once: the central stores only its SHA-256. The host presents it to
+    POST /cms/v1/certificates to get certificates for its own name.
+    """
+    from secl.central.cms import enrollment
+    from secl.central.store.db import Database
+    from secl.central.store.migrate import current_revision, head_revision
+
+    try:
+        ttl_seconds = enrollment.parse_ttl(ttl)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--ttl") from None
+    try:
+        host = enrollment.normalize_host(host)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--host") from None
+    database = Database(_config(ctx).sqlalchemy_url)
+    try:
+        if current_revision(database.engine) != head_revision():
+            raise click.ClickException("the database schema is not current: run `secl-central db upgrade`")
+        with database.sessions() as session:
+            minted = enrollment.mint(
+                session, host=host, kinds=list(kinds or enrollment.DEFAULT_KINDS), ttl_seconds=ttl_seconds,
+                max_uses=uses, created_by="secl-central",
+            )  # fmt: skip
+    except click.ClickException:
+        raise
+    except Exception as exc:  # connection and SQL errors of every driver
+        raise click.ClickException(f"cannot store the enrollment token: {exc}") from None
+    finally:
+        database.dispose()
+    row = minted.row
+    click.echo(
+        f"enrollment token {row.id} for {row.host}: kinds {', '.join(row.kinds)}, {row.max_uses} use(s), "
+        f"expires {row.expires_at.isoformat()}; it is shown only once",
+        err=True,
+    )
+    click.echo(minted.value)
+
+
 @cli.command()
 @click.option("--debug", is_flag=True, help="Flask debug mode (never in production).")
 @click.pass_context

@@ -48,6 +48,9 @@ class EndpointSpec:
     response: Any  # a pydantic model, list[model], or None for 204
     status: int
     tag: str
+    # A PUBLIC route that its service authorizes another way (an enrollment token): the OpenAPI
+    # document names the scheme and its 401/403 answers.
+    other_authorization: str | None = None
 
     @property
     def is_public(self) -> bool:
@@ -65,10 +68,13 @@ def endpoint(
     query: type[BaseModel] | None = None,
     response: Any = None,
     status: int = 200,
+    other_authorization: str | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     if not isinstance(permission, str | _Public | _Authenticated):
         raise TypeError("permission must be a 'service:resource:action' string, AUTHENTICATED or PUBLIC")
-    spec = EndpointSpec(rule, method.upper(), permission, summary, body, query, response, status, bp.name)
+    spec = EndpointSpec(
+        rule, method.upper(), permission, summary, body, query, response, status, bp.name, other_authorization
+    )
     adapter = TypeAdapter(response) if response is not None else None
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -78,6 +84,8 @@ def endpoint(
                 g.principal = authenticate(request.headers.get("Authorization"))
             elif isinstance(spec.permission, str):
                 g.principal = _authorize(spec.permission)
+            for name, value in path_args.items():
+                _refuse_nul(value, f"path parameter {name}")
             kwargs: dict[str, Any] = dict(path_args)
             if spec.body is not None:
                 kwargs["body"] = _parse_body(spec.body)
@@ -110,11 +118,34 @@ def _parse_body(model: type[BaseModel]) -> BaseModel:
     raw = request.get_json(silent=True)
     if raw is None:
         raise ValidationFailed("the request body is not valid JSON", code="invalid-json")
+    _refuse_nul(raw, "body")
     return _validate(model, raw, "body")
 
 
 def _parse_query(model: type[BaseModel]) -> BaseModel:
-    return _validate(model, request.args.to_dict(), "query")
+    raw = request.args.to_dict(flat=False)
+    repeated = sorted(key for key, values in raw.items() if len(values) > 1)
+    if repeated:
+        # Silently taking the first of several values would let a proxy and the app disagree on a filter.
+        raise ValidationFailed(f"invalid query: {repeated[0]} is given more than once")
+    values = {key: values[0] for key, values in raw.items()}
+    _refuse_nul(values, "query")
+    return _validate(model, values, "query")
+
+
+def _refuse_nul(value: Any, where: str) -> None:
+    """Refuse NUL characters anywhere in the input: PostgreSQL cannot store them in text, SQLite can, and
+    the two backends must answer alike (a 400, not a 500 on one and a 200 on the other)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValidationFailed(f"invalid {where}: NUL characters are not allowed")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_nul(key, where)
+            _refuse_nul(item, where)
+    elif isinstance(value, list):
+        for item in value:
+            _refuse_nul(item, where)
 
 
 def _validate(model: type[BaseModel], raw: Any, where: str) -> BaseModel:

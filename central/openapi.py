@@ -41,7 +41,14 @@ def build_openapi(app: Flask) -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": components,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "enrollmentToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "a one-time token from `secl-central create-enrollment-token`",
+                },
+            },
         },
     }
 
@@ -86,11 +93,14 @@ def _operation(rule: str, spec: EndpointSpec, components: dict[str, Any]) -> dic
         "description": "error",
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
     }
-    for status in ("400", "404", "409", "413", "415", "423"):
+    # 401 on every operation: public ones answer it too (a failed login, a bad enrollment token).
+    for status in ("400", "401", "404", "409", "413", "415", "423"):
         responses[status] = error
     if not spec.is_public:
         operation["security"] = [{"bearer": []}]
-        responses["401"] = error
+        responses["403"] = error
+    elif spec.other_authorization:
+        operation["security"] = [{spec.other_authorization: []}]
         responses["403"] = error
     operation["responses"] = responses
     return operation

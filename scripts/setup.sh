@@ -7,10 +7,12 @@ cd "$(dirname "$0")/.."
 
 # System packages: the TPM simulator and tpm2-tools (tests cross-check against them), the TSS headers
 # tpm2-pytss compiles against, openssl (the EK-certificate oracle in the tests), and PostgreSQL (the
-# central is tested on it as well as on SQLite; the tests start a throwaway cluster of their own).
+# central is tested on it as well as on SQLite; the tests start a throwaway cluster of their own),
+# systemd (systemd-analyze lints the units) and systemd-container (systemd-nspawn boots a real systemd that
+# starts the central's unit), and wrk (the load generator of bench/central_api.py).
 APT_PACKAGES=(
   swtpm swtpm-tools tpm2-tools libtss2-dev pkg-config gcc openssl ca-certificates
-  postgresql
+  postgresql systemd systemd-container wrk
   python3 python3-venv python3-dev
 )
 

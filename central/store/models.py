@@ -98,6 +98,8 @@ class EnrollmentToken(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     created_by: Mapped[str] = mapped_column(String(255))
     uses: Mapped[int] = mapped_column(Integer, default=0)
+    # How many certificates the token may obtain (migration 0002); `uses` counts those already issued.
+    max_uses: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
 
 class IssuedCertificate(Base):

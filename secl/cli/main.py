@@ -5,7 +5,8 @@ command with one line on stderr and a non-zero exit status, never a traceback:
 
 * exit 1: the evidence was read but is invalid (a quote that does not verify, an untrusted certificate);
 * exit 2: the command line was wrong (click's usage errors);
-* exit 3: an input could not be read or parsed.
+* exit 3: an input could not be read or parsed;
+* exit 4: the central refused a request or could not be reached (login, users, roles).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any
 import click
 
 from secl import __version__
+from secl.cli.admin import COMMANDS as ADMIN_COMMANDS
+from secl.cli.client import CentralError
 from secl.cli.evidence import ekcert_group, eventlog_group, ima_group, quote_group
 from secl.cli.output import InputError, InvalidEvidence
 from secl.core.errors import EvidenceError
@@ -34,6 +37,8 @@ class _FriendlyGroup(click.Group):
             _fail(str(exc), 3)
         except OSError as exc:
             _fail(f"{exc.filename or 'input'}: {exc.strerror or exc}", 3)
+        except CentralError as exc:
+            _fail(str(exc), 4)
 
 
 def _fail(message: str, status: int) -> None:
@@ -55,6 +60,8 @@ cli.add_command(eventlog_group)
 cli.add_command(ima_group)
 cli.add_command(quote_group)
 cli.add_command(ekcert_group)
+for _command in ADMIN_COMMANDS:
+    cli.add_command(_command)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import threading
+import time
 import uuid
+from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,6 +22,7 @@ from secl.central.auth import Principal
 from secl.central.errors import Unauthorized
 
 ISSUER = "secl-central"
+_LEEWAY = 5  # seconds of clock skew tolerated between central instances
 ALGORITHM = "ES256"
 
 
@@ -29,6 +33,7 @@ class TokenService:
         self._private_key = private_key
         self._public_key = private_key.public_key()
         self.ttl = timedelta(seconds=ttl_seconds)
+        self._verified = _BoundedCache(4096)
         der = self._public_key.public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
@@ -58,6 +63,22 @@ class TokenService:
         return token, expires
 
     def verify(self, token: str) -> Principal:
+        """Verify a token and return who it speaks for; raise Unauthorized otherwise.
+
+        A token that verified once is remembered (a bounded LRU keyed by the whole token string), so a
+        client's repeated requests skip the ECDSA check; expiry is still checked on every use.
+        """
+        cached = self._verified.get(token)
+        if cached is not None:
+            principal, expires = cached
+            if time.time() < expires + _LEEWAY:
+                return principal
+            raise Unauthorized("the token has expired; log in again", code="token-expired")
+        principal, expires = self._verify_signature(token)
+        self._verified.put(token, (principal, expires))
+        return principal
+
+    def _verify_signature(self, token: str) -> tuple[Principal, float]:
         try:
             header = jwt.get_unverified_header(token)
             if header.get("kid") != self.kid:
@@ -70,7 +91,7 @@ class TokenService:
                 algorithms=[ALGORITHM],
                 issuer=ISSUER,
                 options={"require": ["exp", "iat", "sub", "iss"]},
-                leeway=5,
+                leeway=_LEEWAY,
             )
         except jwt.ExpiredSignatureError:
             raise Unauthorized("the token has expired; log in again", code="token-expired") from None
@@ -79,7 +100,31 @@ class TokenService:
         roles, permissions = claims.get("roles", []), claims.get("permissions", [])
         if not _strings(roles) or not _strings(permissions):
             raise Unauthorized("the token's roles or permissions are malformed", code="token-invalid")
-        return Principal(claims["sub"], tuple(roles), tuple(permissions), str(claims.get("jti", "")))
+        principal = Principal(claims["sub"], tuple(roles), tuple(permissions), str(claims.get("jti", "")))
+        return principal, float(claims["exp"])
+
+
+class _BoundedCache:
+    """A thread-safe LRU map (gunicorn's gthread workers verify tokens from several threads)."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> tuple[Principal, float] | None:
+        with self._lock:
+            item = self._items.get(key)
+            if item is not None:
+                self._items.move_to_end(key)
+            return item
+
+    def put(self, key: str, value: tuple[Principal, float]) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
 
 
 def _strings(value: object) -> bool:

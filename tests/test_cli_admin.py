@@ -280,3 +280,15 @@ def test_login_refuses_a_plain_http_url_and_a_password_option(central: Central):
     )
     result = central.run("login", "--url", central.url, "--username", "admin", "--password", "x")
     assert result.exit_code == 2  # no such option: passwords are never command-line values
+
+
+def test_cli_against_gunicorn_over_tls(live_central, central_state: CentralState, tmp_path: Path):
+    # The same CLI against the production server (gunicorn, gthread, TLS), not only werkzeug.
+    gunicorn = Central(live_central.url, live_central.ca_file, central_state, tmp_path)
+    assert gunicorn.login().exit_code == 0
+    created = gunicorn.run("roles", "create", "ops", "-p", "HVS:hosts:*", "-o", "json")
+    assert created.exit_code == 0, created.output
+    listed = gunicorn.run("roles", "list", "-o", "json")
+    assert "ops" in {role["name"] for role in json.loads(listed.stdout)}
+    denied = gunicorn.run("users", "show", "nobody")
+    assert denied.exit_code != 0 and denied.stderr.startswith("secl: error: ")

@@ -36,6 +36,9 @@ def create_app(
     app.extensions["secl.config"] = config
     app.extensions["secl.keys"] = KeyFiles(config.keys_dir)
 
+    if not config.database_url and not (config.state_dir / "central.db").exists():
+        # Opening it would create an empty file and hide the real problem behind a schema error.
+        raise NotSetUp(f"{config.state_dir / 'central.db'} does not exist: run `secl-central setup`")
     database = store_db.Database(config.sqlalchemy_url)
     if check_schema:
         _require_current_schema(database)

@@ -101,3 +101,13 @@ def test_bad_input_is_4xx_with_a_code(client: FlaskClient, admin_headers: dict[s
     for response in cases:
         assert 400 <= response.status_code < 500, (response.status_code, response.json)
         assert set(response.json) >= {"code", "message"}
+
+
+def test_an_unset_central_refuses_to_start_and_says_what_to_run(tmp_path):
+    import pytest
+    from secl.central import NotSetUp
+    from secl.central.config import CentralConfig
+
+    with pytest.raises(NotSetUp, match="secl-central setup"):
+        create_app(CentralConfig(state_dir=tmp_path / "nothing-here"))
+    assert not (tmp_path / "nothing-here" / "central.db").exists()

@@ -278,9 +278,17 @@ def container(tmp_path: Path) -> Iterator[Container]:
     runner = _container_python(
         "sys.argv[0] = 'gunicorn'; import runpy; runpy.run_module('gunicorn', run_name='__main__')"
     )
+    code_dirs = {REPO, Path(sysconfig.get_paths()["purelib"]).resolve()}
     dropin = tmp_path / "test.conf"
+    # The code is bound into the container read-only; if it lies under /tmp (a CI clone), the unit's
+    # PrivateTmp would hide it from the service, so the drop-in binds it into the service's view too.
     dropin.write_text(
-        "[Service]\nExecStart=\nExecStart=" + _systemd_command_line([*runner, *_exec_start(UNIT)[3:]]) + "\n"
+        "[Service]\nExecStart=\nExecStart="
+        + _systemd_command_line([*runner, *_exec_start(UNIT)[3:]])
+        + "\n"
+        + "BindReadOnlyPaths="
+        + " ".join(str(d) for d in sorted(code_dirs))
+        + "\n"
     )
     # /etc starts empty, so this is a first boot and presets would enable every unit — ours too (before
     # setup) and systemd-networkd-wait-online, which waits two minutes on the private network for nothing.
@@ -296,7 +304,6 @@ def container(tmp_path: Path) -> Iterator[Container]:
         config: "/etc/secl/central.toml",
         preset: "/etc/systemd/system-preset/00-secl-test.preset",
     }
-    code_dirs = {REPO, Path(sysconfig.get_paths()["purelib"]).resolve()}
     log = tmp_path / "nspawn.log"
     with log.open("wb") as out:
         nspawn = subprocess.Popen(

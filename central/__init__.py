@@ -73,11 +73,13 @@ def _token_service(config: CentralConfig) -> Any:
 def _register_blueprints(app: Flask) -> None:
     from secl.central.aas.views import bp as aas
     from secl.central.cms.views import bp as cms
+    from secl.central.hvs.views import bp as hvs
     from secl.central.versions import area_blueprint
 
     app.register_blueprint(aas)
     app.register_blueprint(cms)
-    for name, prefix, api in (("hvs", "/hvs/v2", "v2"), ("kbs", "/kbs/v1", "v1"), ("wls", "/wls/v2", "v2")):
+    app.register_blueprint(hvs)
+    for name, prefix, api in (("kbs", "/kbs/v1", "v1"), ("wls", "/wls/v2", "v2")):
         app.register_blueprint(area_blueprint(name, prefix, api))
 
 

@@ -1,0 +1,1 @@
+"""/hvs/v2: the Host Verification Service (so far its Privacy CA and endorsement trust store)."""

@@ -1,0 +1,361 @@
+"""Which rules a flavor gets, applying them to a host manifest, and the trust report (with SecL's JSON).
+
+``rules_for_flavor`` follows SecL's rule factory. The vendor comes from ``meta.vendor``; when that is
+``UNKNOWN`` (or absent) it is derived from the host, as SecL does (VMware ESXi → VMWARE, Windows →
+MICROSOFT, anything else → INTEL, i.e. Linux). Then, per flavor part:
+
+- INTEL, PLATFORM/OS/HOST_UNIQUE: AikCertificateTrusted; ASSET_TAG: TagCertificateTrusted, AssetTagMatches;
+  SOFTWARE: XmlMeasurementsDigestEquals, XmlMeasurementLogIntegrity, XmlMeasurementLogEquals.
+- VMWARE (no AIK, no software measurements): ASSET_TAG: TagCertificateTrusted only.
+- then, for every ``pcrs[]`` entry in order: PcrMatchesConstant when ``pcr_matches``; PcrEventLogEquals (or
+  ...Excluding with ``exclude_tags``) for ``eventlog_equals``; PcrEventLogIncludes for ``eventlog_includes``;
+  and one PcrEventLogIntegrity after the first event-log rule of that PCR;
+- last, FlavorTrusted (unless the caller turned signature checking off, as SecL's own tests do).
+
+A part's verdict follows the flavor group's match policy: ANY_OF (one trusted flavor of the part suffices)
+or ALL_OF (every flavor of the part must be trusted, else an AllOfFlavors result with AllOfFlavorsMissing);
+required parts with no flavor get a RequiredFlavorTypeExists result with RequiredFlavorTypeMissing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from cryptography import x509
+
+from secl.core.errors import EvidenceError
+from secl.core.flavor import FLAVOR_PARTS, Flavor, SignedFlavor
+from secl.core.hostmanifest import HostManifest
+from secl.core.rules import (
+    JAVA_FAULT_PREFIX,
+    JAVA_RULE_PREFIX,
+    Fault,
+    FaultName,
+    Rule,
+    RuleName,
+    RuleResult,
+    bare_name,
+)
+from secl.core.rules_pcr import (
+    PcrEventLogEquals,
+    PcrEventLogIncludes,
+    PcrEventLogIntegrity,
+    PcrMatchesConstant,
+)
+from secl.core.rules_software import (
+    XmlMeasurementLogEquals,
+    XmlMeasurementLogIntegrity,
+    XmlMeasurementsDigestEquals,
+)
+from secl.core.rules_trust import (
+    AikCertificateTrusted,
+    AssetTagMatches,
+    FlavorTrusted,
+    TagCertificateTrusted,
+    tag_certificate_der,
+)
+
+__all__ = [
+    "DEFAULT_MATCH_POLICY",
+    "FlavorVerdict",
+    "PartVerdict",
+    "TrustAnchors",
+    "TrustPolicyError",
+    "TrustReport",
+    "build_trust_report",
+    "evaluate_flavor",
+    "resolve_vendor",
+    "rules_for_flavor",
+    "summarize_secl_report",
+]
+
+INTEL_POLICY = "Intel Host Trust Policy"
+VMWARE_POLICY = "VMware Host Trust Policy"
+DEFAULT_MATCH_POLICY: Mapping[str, str] = {
+    "PLATFORM": "ANY_OF",
+    "OS": "ANY_OF",
+    "HOST_UNIQUE": "ANY_OF",
+    "ASSET_TAG": "ANY_OF",
+    "SOFTWARE": "ALL_OF",
+}
+
+
+class TrustPolicyError(EvidenceError):
+    """No rules can be built for a flavor (unsupported vendor or TPM version)."""
+
+    code = "trust-policy-unsupported"
+
+
+@dataclass(frozen=True)
+class TrustAnchors:
+    """What the verifier trusts, and the instant certificates are checked at."""
+
+    at: datetime
+    privacy_cas: tuple[x509.Certificate, ...] = ()
+    flavor_signing_cert: x509.Certificate | None = None
+    flavor_cas: tuple[x509.Certificate, ...] = ()
+    flavor_intermediates: tuple[x509.Certificate, ...] = ()
+    tag_cas: tuple[x509.Certificate, ...] = ()
+    check_flavor_signatures: bool = True
+
+
+def resolve_vendor(flavor: Flavor, manifest: HostManifest) -> str:
+    """INTEL, VMWARE or MICROSOFT: the flavor's vendor, or the host's when the flavor says UNKNOWN."""
+    vendor = (flavor.meta.vendor or "UNKNOWN").upper()
+    if vendor != "UNKNOWN":
+        return vendor
+    os_type = str(manifest.host_info.get("os_type", "")).lower()
+    os_name = manifest.os_name.lower()
+    if os_type == "vmware" or "vmware" in os_name or "esxi" in os_name:
+        return "VMWARE"
+    if os_type == "windows" or "windows" in os_name or "microsoft" in os_name:
+        return "MICROSOFT"
+    return "INTEL"
+
+
+def _tpm_version(flavor: Flavor, manifest: HostManifest) -> str:
+    version = flavor.meta.description.get("tpm_version")
+    if version:
+        return str(version)
+    features = manifest.host_info.get("hardware_features") or {}
+    return str(((features.get("TPM") or {}).get("meta") or {}).get("tpm_version", ""))
+
+
+def _required_rules(vendor: str, flavor: Flavor, trust: TrustAnchors) -> list[Rule]:
+    part = flavor.flavor_part
+    if vendor == "INTEL":
+        if part in ("PLATFORM", "OS", "HOST_UNIQUE"):
+            return [AikCertificateTrusted(trust.privacy_cas, part, trust.at)]
+        if part == "ASSET_TAG":
+            tag = tag_certificate_der(flavor)
+            return [TagCertificateTrusted(tag, trust.tag_cas, part, trust.at), AssetTagMatches(tag, part)]
+        digest_alg = str(flavor.meta.description.get("digest_algorithm", "SHA384"))
+        cumulative = flavor.software.cumulative_hash if flavor.software else None
+        return [
+            XmlMeasurementsDigestEquals(digest_alg, flavor.id),
+            XmlMeasurementLogIntegrity(flavor.id, flavor.label, cumulative or ""),
+            XmlMeasurementLogEquals.from_flavor(flavor),
+        ]
+    if part == "ASSET_TAG":
+        return [TagCertificateTrusted(tag_certificate_der(flavor), trust.tag_cas, part, trust.at)]
+    return []
+
+
+def rules_for_flavor(
+    flavor: Flavor | SignedFlavor, manifest: HostManifest, trust: TrustAnchors
+) -> tuple[str, tuple[Rule, ...]]:
+    """Return ``(policy name, rules)`` for one flavor against one host, in SecL's order."""
+    signed = flavor if isinstance(flavor, SignedFlavor) else None
+    plain = signed.flavor if signed else flavor
+    assert isinstance(plain, Flavor)
+    vendor = resolve_vendor(plain, manifest)
+    if vendor == "VMWARE":
+        if _tpm_version(plain, manifest) not in ("1.2", "2.0"):
+            raise TrustPolicyError(f"flavor {plain.id}: unknown TPM version for a VMware host")
+        policy = VMWARE_POLICY
+    elif vendor == "INTEL":
+        policy = INTEL_POLICY
+    else:
+        raise TrustPolicyError(f"flavor {plain.id}: vendor {vendor} is not supported")
+    part = plain.flavor_part
+    rules = _required_rules(vendor, plain, trust)
+    for pcr in plain.pcrs or ():
+        log_rules: list[Rule] = []
+        if pcr.pcr_matches:
+            rules.append(PcrMatchesConstant(pcr, part))
+        if pcr.eventlog_equals is not None:
+            equals = pcr.eventlog_equals
+            log_rules.append(PcrEventLogEquals(pcr.pcr, equals.events, part, equals.exclude_tags))
+        if pcr.eventlog_includes:
+            log_rules.append(PcrEventLogIncludes(pcr.pcr, pcr.eventlog_includes, part))
+        if log_rules:
+            rules += [log_rules[0], PcrEventLogIntegrity(pcr, part), *log_rules[1:]]
+    if signed is not None and trust.check_flavor_signatures:
+        rules.append(
+            FlavorTrusted(
+                signed,
+                trust.flavor_signing_cert,
+                trust.flavor_cas,
+                part,
+                trust.at,
+                trust.flavor_intermediates,
+            )
+        )
+    return policy, tuple(rules)
+
+
+@dataclass(frozen=True)
+class FlavorVerdict:
+    """All rule results of one flavor against one host."""
+
+    flavor_id: str
+    flavor_part: str
+    policy_name: str
+    results: tuple[RuleResult, ...]
+
+    @property
+    def trusted(self) -> bool:
+        # An empty rule set proves nothing, so it is not trusted (SecL: "empty policy is not trusted").
+        return bool(self.results) and all(r.trusted for r in self.results)
+
+    @property
+    def faults(self) -> tuple[Fault, ...]:
+        return tuple(f for r in self.results for f in r.faults)
+
+
+def evaluate_flavor(
+    flavor: Flavor | SignedFlavor, manifest: HostManifest, trust: TrustAnchors
+) -> FlavorVerdict:
+    """Apply every rule of one flavor to the manifest."""
+    plain = flavor.flavor if isinstance(flavor, SignedFlavor) else flavor
+    policy, rules = rules_for_flavor(flavor, manifest, trust)
+    results = tuple(_with_flavor(rule.apply(manifest), plain.id) for rule in rules)
+    return FlavorVerdict(plain.id, plain.flavor_part, policy, results)
+
+
+def _with_flavor(result: RuleResult, flavor_id: str) -> RuleResult:
+    return RuleResult(result.rule_name, result.markers, result.faults, flavor_id, result.expected)
+
+
+@dataclass(frozen=True)
+class PartVerdict:
+    """The verdict for one flavor part: trusted or not, the flavors weighed, and any policy results."""
+
+    part: str
+    match_policy: str
+    flavors: tuple[FlavorVerdict, ...]
+    policy_results: tuple[RuleResult, ...] = ()
+
+    @property
+    def trusted(self) -> bool:
+        if any(not r.trusted for r in self.policy_results) or not self.flavors:
+            return False
+        if self.match_policy == "ALL_OF":
+            return all(f.trusted for f in self.flavors)
+        return any(f.trusted for f in self.flavors)
+
+    @property
+    def results(self) -> tuple[RuleResult, ...]:
+        """The rule results shown for the part: for ANY_OF, those of a trusted flavor when there is one."""
+        shown = self.flavors
+        if self.match_policy == "ANY_OF" and any(f.trusted for f in self.flavors):
+            shown = tuple(f for f in self.flavors if f.trusted)[:1]
+        return tuple(r for f in shown for r in f.results) + self.policy_results
+
+
+@dataclass(frozen=True)
+class TrustReport:
+    """The trust report of one host: per flavor part, trusted or not, and why."""
+
+    parts: Mapping[str, PartVerdict]
+    policy_name: str
+    extra_results: tuple[RuleResult, ...] = field(default=())
+
+    @property
+    def trusted(self) -> bool:
+        return (
+            bool(self.parts)
+            and all(p.trusted for p in self.parts.values())
+            and all(r.trusted for r in self.extra_results)
+        )
+
+    @property
+    def results(self) -> tuple[RuleResult, ...]:
+        return tuple(r for p in self.parts.values() for r in p.results) + self.extra_results
+
+    def to_json(
+        self, rule_prefix: str = JAVA_RULE_PREFIX, fault_prefix: str = JAVA_FAULT_PREFIX
+    ) -> dict[str, Any]:
+        """SecL's TrustReport JSON: ``{"policy_name", "results": [...], "trusted"}``."""
+        return {
+            "policy_name": self.policy_name,
+            "results": [r.to_json(rule_prefix, fault_prefix) for r in self.results],
+            "trusted": self.trusted,
+        }
+
+    def flavors_trust_json(
+        self, rule_prefix: str = JAVA_RULE_PREFIX, fault_prefix: str = JAVA_FAULT_PREFIX
+    ) -> dict[str, Any]:
+        """SecL's per-part map ``{part: {"trust": bool, "rules": [...]}}`` (``trust_information.flavors_trust``)."""
+        return {
+            part: {
+                "trust": verdict.trusted,
+                "rules": [r.to_json(rule_prefix, fault_prefix) for r in verdict.results],
+            }
+            for part, verdict in self.parts.items()
+        }
+
+
+def build_trust_report(
+    flavors: Iterable[Flavor | SignedFlavor],
+    manifest: HostManifest,
+    trust: TrustAnchors,
+    *,
+    match_policy: Mapping[str, str] = DEFAULT_MATCH_POLICY,
+    required_parts: Sequence[str] = (),
+) -> TrustReport:
+    """Evaluate every flavor and combine them per part under the match policy."""
+    by_part: dict[str, list[FlavorVerdict]] = {}
+    policies = set()
+    for flavor in flavors:
+        verdict = evaluate_flavor(flavor, manifest, trust)
+        policies.add(verdict.policy_name)
+        by_part.setdefault(verdict.flavor_part, []).append(verdict)
+    parts: dict[str, PartVerdict] = {}
+    for part in FLAVOR_PARTS:
+        verdicts = tuple(by_part.get(part, ()))
+        policy = match_policy.get(part, "ANY_OF")
+        extra: tuple[RuleResult, ...] = ()
+        if not verdicts and part in required_parts:
+            fault = Fault(FaultName.REQUIRED_FLAVOR_TYPE_MISSING, f"Required flavor type missing: {part}")
+            extra = (RuleResult(RuleName.REQUIRED_FLAVOR_TYPE_EXISTS, (part,), (fault,)),)
+        elif policy == "ALL_OF" and any(not v.trusted for v in verdicts):
+            extra = tuple(
+                RuleResult(
+                    RuleName.ALL_OF_FLAVORS,
+                    (part,),
+                    (
+                        Fault(
+                            FaultName.ALL_OF_FLAVORS_MISSING,
+                            f"All of Flavor Types Missing : {part}",
+                            flavor_id=v.flavor_id,
+                        ),
+                    ),
+                    v.flavor_id,
+                )
+                for v in verdicts
+                if not v.trusted
+            )
+        if verdicts or extra:
+            parts[part] = PartVerdict(part, policy, verdicts, extra)
+    return TrustReport(parts, " / ".join(sorted(policies)))
+
+
+def summarize_secl_report(doc: Mapping[str, Any]) -> dict[str, tuple[bool, tuple[str, ...], tuple[str, ...]]]:
+    """Read a SecL trust report in any of its shapes into ``{part: (trusted, rule names, fault names)}``.
+
+    Accepted: the per-part map (``{part: {"trust", "rules"}}``), HVS report collections
+    (``{"reports": [{"trust_information": {"flavors_trust": ...}}]}``, first report) and the verifier's
+    ``{"results": [...], "trusted"}`` (grouped by marker). Names are returned without package prefix.
+    """
+    if "reports" in doc:
+        return summarize_secl_report(doc["reports"][0]["trust_information"]["flavors_trust"])
+    if "results" in doc:
+        grouped: dict[str, list[Mapping[str, Any]]] = {}
+        for result in doc["results"]:
+            for marker in result["rule"].get("markers") or ():
+                grouped.setdefault(marker, []).append(result)
+        return {
+            part: (all(r.get("trusted", not r.get("faults")) for r in rs), *_names(rs))
+            for part, rs in grouped.items()
+        }
+    return {part: (bool(body["trust"]), *_names(body["rules"])) for part, body in doc.items()}
+
+
+def _names(results: Sequence[Mapping[str, Any]]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    rules = tuple(bare_name(r["rule"].get("rule_name", "")) for r in results)
+    faults = tuple(bare_name(f["fault_name"]) for r in results for f in r.get("faults") or ())
+    return rules, faults

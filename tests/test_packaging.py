@@ -74,3 +74,9 @@ def test_wheel_installs_everything_under_the_secl_namespace(wheel: Path):
     ):
         assert module in names, module
     assert not any(n.startswith(("tests/", "bench/")) for n in names)
+
+
+def test_the_trust_agent_runs_without_flask():
+    # A compute host installs no web framework: the agent's modules must not even import Flask.
+    code = "import sys, secl.trustagent.cli, secl.trustagent.server; sys.exit('flask' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -1,0 +1,145 @@
+"""The trust agent's configuration: a commented TOML file, overridden by SECL_TRUSTAGENT_* variables.
+
+Precedence, lowest first: built-in defaults, the TOML file (``/etc/secl/trustagent.toml`` unless
+``SECL_TRUSTAGENT_CONFIG`` names another), environment variables (``SECL_TRUSTAGENT_TCTI`` and so on, one
+per key), then an explicit mapping passed to :func:`load_config` (tests). The paths of every evidence
+source (event logs, SMBIOS, EFI variables, os-release) are settings, so tests point them at corpus data.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CONFIG_PATH = Path("/etc/secl/trustagent.toml")
+ENV_PREFIX = "SECL_TRUSTAGENT_"
+
+#: The AIK: an RSA-2048 restricted signing key, a primary key of the endorsement hierarchy. A primary key
+#: is derived from the hierarchy seed and its template, so every process (setup, run) gets the same AIK
+#: back without storing a key blob, and its Privacy CA certificate stays valid across restarts.
+AIK_KIND = "rsa"
+AIK_HIERARCHY = "endorsement"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says which key and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class TrustAgentConfig:
+    # How tpm2-pytss reaches the TPM: a tpm2-tools TCTI string (device:/dev/tpmrm0, tabrmd,
+    # swtpm:host=127.0.0.1,port=2321).
+    tcti: str = "device:/dev/tpmrm0"
+    # Where the HTTPS (mTLS) API listens: host:port, [v6-address]:port.
+    listen: str = "0.0.0.0:1443"
+    # Keys, certificates and the pinned central CA written by `secl-trustagent setup`.
+    state_dir: Path = Path("/var/lib/secl/trustagent")
+    # The central's base URL (https://central:8443); `setup --central` overrides it.
+    central_url: str = ""
+    # This host's name: the CN of its TLS certificate and host_name in host info. Empty: the system's.
+    host_name: str = ""
+    # Evidence sources.
+    event_log_path: Path = Path("/sys/kernel/security/tpm0/binary_bios_measurements")
+    ima_log_path: Path = Path("/sys/kernel/security/ima/binary_runtime_measurements")
+    dmi_table_path: Path = Path("/sys/firmware/dmi/tables/DMI")
+    dmi_dir: Path = Path("/sys/class/dmi/id")
+    efi_dir: Path = Path("/sys/firmware/efi")
+    efi_vars_dir: Path = Path("/sys/firmware/efi/efivars")
+    os_release: Path = Path("/etc/os-release")
+    msr_path: Path = Path("/dev/cpu/0/msr")
+    log_level: str = "INFO"
+
+    @property
+    def state(self) -> StateFiles:
+        return StateFiles(self.state_dir)
+
+    def listen_address(self) -> tuple[str, int]:
+        """``listen`` as (host, port); raise :class:`ConfigError` if it is not host:port."""
+        host, sep, port = self.listen.rpartition(":")
+        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"listen must be host:port, not {self.listen!r}")
+        return host.strip("[]") or "0.0.0.0", int(port)
+
+    def to_mapping(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True, slots=True)
+class StateFiles:
+    """The files `setup` writes into the state directory and `run` reads."""
+
+    directory: Path
+
+    @property
+    def central_ca(self) -> Path:
+        """The central's root CA (PEM), pinned by its SHA-384 fingerprint; client certificates chain to it."""
+        return self.directory / "central-ca.pem"
+
+    @property
+    def central(self) -> Path:
+        """JSON: the central URL and CA fingerprint setup used."""
+        return self.directory / "central.json"
+
+    @property
+    def tls_key(self) -> Path:
+        return self.directory / "tls-key.pem"
+
+    @property
+    def tls_cert(self) -> Path:
+        return self.directory / "tls-cert.pem"
+
+    @property
+    def aik_cert(self) -> Path:
+        """The AIK certificate the central's Privacy CA issued (PEM), once provisioned."""
+        return self.directory / "aik-cert.pem"
+
+
+_PATH_KEYS = {f.name for f in fields(TrustAgentConfig) if f.type == "Path"}
+
+
+def _coerce(key: str, value: Any) -> Any:
+    if not isinstance(value, str):
+        raise ConfigError(f"{key} must be a string, not {value!r}")
+    return Path(value) if key in _PATH_KEYS else value
+
+
+def _apply(config: TrustAgentConfig, values: Mapping[str, Any], source: str) -> TrustAgentConfig:
+    known = {f.name for f in fields(TrustAgentConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"{source}: unknown setting(s) {', '.join(unknown)}")
+    return replace(config, **{k: _coerce(k, v) for k, v in values.items()})
+
+
+def load_config(
+    path: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> TrustAgentConfig:
+    """Build the configuration; a missing default file is fine, a missing named file is an error."""
+    environ = os.environ if environ is None else environ
+    config = TrustAgentConfig()
+    named = path or (Path(environ[f"{ENV_PREFIX}CONFIG"]) if f"{ENV_PREFIX}CONFIG" in environ else None)
+    file = named or DEFAULT_CONFIG_PATH
+    if file.exists():
+        try:
+            values = tomllib.loads(file.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+        config = _apply(config, values, str(file))
+    elif named is not None:
+        raise ConfigError(f"{file}: no such configuration file")
+    from_env = {
+        key.removeprefix(ENV_PREFIX).lower(): value
+        for key, value in environ.items()
+        if key.startswith(ENV_PREFIX) and key != f"{ENV_PREFIX}CONFIG"
+    }
+    config = _apply(config, from_env, "environment")
+    if overrides:
+        config = _apply(config, overrides, "overrides")
+    config.listen_address()
+    return config

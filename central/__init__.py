@@ -44,6 +44,7 @@ def create_app(
         _require_current_schema(database)
     store_db.init_app(app, database)
     app.extensions["secl.tokens"] = _token_service(config)
+    app.extensions["secl.enrollment-principals"] = _enrollment_principal
 
     register_error_handlers(app)
     _register_blueprints(app)
@@ -68,6 +69,13 @@ def _token_service(config: CentralConfig) -> Any:
     if not path.exists():
         raise NotSetUp(f"{path} does not exist: run `secl-central setup`")
     return TokenService.from_file(path, config.token_ttl_seconds)
+
+
+def _enrollment_principal(token: str) -> Any:
+    from secl.central.cms.enrollment import principal_for
+    from secl.central.store.db import db
+
+    return principal_for(db(), token)
 
 
 def _register_blueprints(app: Flask) -> None:

@@ -38,4 +38,8 @@ def authenticate(header: str | None) -> Principal:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("the Authorization header must be 'Bearer <token>'", code="token-malformed")
-    return current_app.extensions["secl.tokens"].verify(token.strip())
+    token = token.strip()
+    if token.count(".") != 2:
+        # Not a JWT: an enrollment token, with which a joining host makes its setup calls.
+        return current_app.extensions["secl.enrollment-principals"](token)
+    return current_app.extensions["secl.tokens"].verify(token)

@@ -118,8 +118,9 @@ def create_admin(ctx: click.Context, username: str, password_file: click.utils.L
 )
 @click.option("--ttl", default="1h", show_default=True,
               help="How long the token is valid: 3600, 45s, 30m, 1h or 2d (at most 30 days).")  # fmt: skip
-@click.option("--kind", "kinds", multiple=True, type=click.Choice(["tls", "tls-server", "tls-client"]),
-              help="A certificate kind the token allows (repeatable; default: tls, server and client).")  # fmt: skip
+@click.option("--kind", "kinds", multiple=True, type=click.Choice(["tls", "tls-server", "tls-client", "aik"]),
+              help="What the token allows (repeatable): a certificate kind, or aik (enroll the host's AIK "
+                   "with the Privacy CA). Default: tls and aik, what a joining host needs.")  # fmt: skip
 @click.option("--uses", default=1, show_default=True, type=click.IntRange(1, 1000),
               help="How many certificates the token may obtain.")  # fmt: skip
 @click.pass_context

@@ -351,4 +351,5 @@ def test_parse_ttl_rejects(text: str):
 
 def test_cli_kind_choices_match_the_pki():
     option = next(p for p in cli.commands["create-enrollment-token"].params if p.name == "kinds")
-    assert sorted(option.type.choices) == sorted(pki.KINDS)  # type: ignore[attr-defined]
+    # Every certificate kind, plus "aik" (enroll the host's AIK with the Privacy CA).
+    assert sorted(option.type.choices) == sorted([*pki.KINDS, "aik"])  # type: ignore[attr-defined]

@@ -502,3 +502,37 @@ def test_mutated_public_areas_are_answered_never_with_a_500(
                 )
                 answers[response.status_code] = answers.get(response.status_code, 0) + 1
     assert answers.get(400) and answers.get(403), answers
+
+
+def _enrollment_token(
+    client: FlaskClient, headers: dict[str, str], host: str, kinds: list[str]
+) -> dict[str, str]:
+    minted = client.post("/cms/v1/enrollment-tokens", json={"host": host, "kinds": kinds}, headers=headers)
+    assert minted.status_code == 201, minted.get_json()
+    return {"Authorization": f"Bearer {minted.get_json()['token']}"}
+
+
+def test_a_hosts_enrollment_token_enrolls_its_own_aik_only(
+    client: FlaskClient, admin_headers: dict[str, str], trusted: list[dict[str, Any]], tpm: TPMAdapter
+):
+    # What `secl-trustagent setup` does: the host's enrollment token authorizes the Privacy CA calls.
+    host = _enrollment_token(client, admin_headers, "host-1.example", ["tls", "aik"])
+    aik = tpm.create_ak("rsa", "endorsement")
+    challenge = _challenge(client, host, tpm, aik)
+    answer = _answer(client, host, challenge["challenge_id"], _activate(tpm, aik, challenge))
+    assert answer.status_code == 201, answer.get_json()
+    # Not for another host's name ...
+    other_name = client.post(
+        REQUEST, json=challenge_body(tpm.read_ek("rsa"), aik.public, "host-2.example"), headers=host
+    )
+    _error(other_name, 403, "enrollment-name-mismatch")
+    # ... and not with a token that only allows TLS certificates.
+    tls_only = _enrollment_token(client, admin_headers, "host-1.example", ["tls"])
+    refused = client.post(REQUEST, json=challenge_body(tpm.read_ek("rsa"), aik.public), headers=tls_only)
+    _error(refused, 403, "permission-denied")
+    # An unknown token is a 401, like any bad credential.
+    unknown = client.post(
+        REQUEST, json=challenge_body(tpm.read_ek("rsa"), aik.public), headers={"Authorization": "Bearer nope"}
+    )
+    _error(unknown, 401, "token-invalid")
+    tpm.flush(aik)

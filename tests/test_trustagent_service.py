@@ -49,7 +49,6 @@ UNIT = REPO / "systemd" / "secl-trustagent.service"
 EXAMPLE_CONFIG = Path(secl.trustagent.__file__).parent / "trustagent.example.toml"
 AGENT = [sys.executable, "-m", "secl.trustagent.cli"]
 OVMF_LOG = "ovmf/ovmf-q35-swtpm-binary_bios_measurements.bin"
-AIK_SEAM = "AIK enrollment through the Privacy CA is not available yet"
 READY_TIMEOUT = 60.0
 
 
@@ -154,18 +153,42 @@ def _cert(path: Path) -> x509.Certificate:
 # --- setup ---------------------------------------------------------------------------------------------
 
 
+def _admin_headers(live: LiveCentral, central: CentralState) -> dict[str, str]:
+    login = requests.post(
+        f"{live.url}/aas/v1/token",
+        json={"username": central.admin_username, "password": central.admin_password},
+        verify=live.ca_file,
+        timeout=30,
+    )
+    assert login.status_code == 200, login.text
+    return {"Authorization": f"Bearer {login.json()['token']}"}
+
+
+def _trust_the_swtpm_ek_ca(live: LiveCentral, central: CentralState, swtpm: RunningSwtpm) -> None:
+    for path in [*sorted(swtpm.ca_dir.glob("*rootca-cert.pem")), swtpm.ca_dir / "issuercert.pem"]:
+        added = requests.post(
+            f"{live.url}/hvs/v2/endorsement-cas",
+            json={"certificate": path.read_text()},
+            headers=_admin_headers(live, central),
+            verify=live.ca_file,
+            timeout=30,
+        )
+        assert added.status_code == 201, added.text
+
+
 @pytest.mark.swtpm
 @pytest.mark.parametrize("backend", ["sqlite"])
-def test_setup_gets_a_tls_certificate_is_idempotent_and_reports_the_aik_seam(
+def test_setup_gets_tls_and_aik_certificates_and_is_idempotent(
     live_central: LiveCentral, central_state: CentralState, swtpm: RunningSwtpm, tmp_path: Path
 ) -> None:
     env = agent_env(tmp_path, swtpm.tcti)
     state = tmp_path / "state"
     args = setup_args(live_central, central_state, enrollment_token(live_central, central_state))
 
+    # The central does not trust this TPM's EK CA yet: the TLS part succeeds, AIK enrollment is refused.
     first = agent(env, *args)
-    assert first.returncode == 3, first.stdout + first.stderr  # everything but the AIK enrollment is done
-    assert AIK_SEAM in first.stderr and "aik-provisioning-unavailable" in first.stderr
+    assert first.returncode == 3, first.stdout + first.stderr
+    assert "ek-certificate-untrusted" in first.stderr
     assert "EK read (with an NV certificate)" in first.stdout
     ca = _cert(state / "central-ca.pem")
     assert ca == _cert(live_central.ca_file)
@@ -176,23 +199,40 @@ def test_setup_gets_a_tls_certificate_is_idempotent_and_reports_the_aik_seam(
     assert cert.public_key() == key.public_key()
     assert (state / "tls-key.pem").stat().st_mode & 0o777 == 0o600
     assert state.stat().st_mode & 0o777 == 0o700
+    assert not (state / "aik-cert.pem").exists()
 
-    # Again, with the same (now used-up) token: nothing to do, nothing changed.
+    # Once the operator trusts the TPM vendor's CA, the same run (same token) enrolls the AIK.
+    _trust_the_swtpm_ek_ca(live_central, central_state, swtpm)
     before = (state / "tls-cert.pem").read_bytes()
     second = agent(env, *args)
-    assert second.returncode == 3, second.stdout + second.stderr
-    assert "central CA already pinned" in second.stdout and "already present" in second.stdout
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "central CA already pinned" in second.stdout and "setup complete" in second.stdout
     assert (state / "tls-cert.pem").read_bytes() == before
+    aik_cert = _cert(state / "aik-cert.pem")
+    privacy_ca = x509.load_pem_x509_certificates(
+        (central_state.config.keys_dir / "privacy-ca.pem").read_bytes()
+    )[0]
+    aik_cert.verify_directly_issued_by(privacy_ca)
 
-    # --force re-provisions: with the used-up token the central refuses and nothing is replaced ...
+    # Nothing left to do: no token needed, nothing changed.
+    at = args.index("--token")
+    third = agent(env, *args[:at], *args[at + 2 :])
+    assert third.returncode == 0, third.stdout + third.stderr
+    assert "AIK certificate already present" in third.stdout
+    assert _cert(state / "aik-cert.pem") == aik_cert
+
+    # --force re-provisions: with the used-up token the central refuses the TLS certificate ...
     forced = agent(env, *args, "--force")
     assert forced.returncode == 1 and "enrollment-token-used-up" in forced.stderr, forced.stderr
     assert (state / "tls-cert.pem").read_bytes() == before
-    # ... with a fresh one the certificate is re-issued.
+    # ... with a fresh one both certificates are re-issued (the AIK itself is the same primary key).
     fresh = setup_args(live_central, central_state, enrollment_token(live_central, central_state))
     renewed = agent(env, *fresh, "--force")
-    assert renewed.returncode == 3, renewed.stdout + renewed.stderr
+    assert renewed.returncode == 0, renewed.stdout + renewed.stderr
     assert _cert(state / "tls-cert.pem").serial_number != cert.serial_number
+    renewed_aik = _cert(state / "aik-cert.pem")
+    assert renewed_aik.serial_number != aik_cert.serial_number
+    assert renewed_aik.public_key() == aik_cert.public_key()
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])

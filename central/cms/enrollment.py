@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from secl.central import audit
-from secl.central.errors import NotFound
+from secl.central.auth import Principal
+from secl.central.errors import NotFound, Unauthorized
 from secl.central.store.models import EnrollmentToken, utcnow
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -25,7 +26,11 @@ from sqlalchemy.orm import Session
 DEFAULT_TTL_SECONDS = 3600
 MAX_TTL_SECONDS = 30 * 86400
 MAX_USES = 1000
-DEFAULT_KINDS = ("tls",)
+DEFAULT_KINDS = ("tls", "aik")
+#: What a host holding an enrollment token may do besides getting certificates, by token kind: "aik"
+#: lets it enroll its AIK with the Privacy CA (for its own host name only).
+HOST_PERMISSIONS = {"aik": ("HVS:aik:certify",)}
+HOST_PRINCIPAL_PREFIX = "host:"
 
 _TTL = re.compile(r"^(\d+)([smhd]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -145,3 +150,27 @@ def delete(session: Session, token_id: str, *, actor: str) -> None:
         token_id=token.id,
     )  # fmt: skip
     session.commit()
+
+
+def principal_for(session: Session, presented: str) -> Principal:
+    """The host an enrollment token speaks for, as a principal with the permissions its kinds grant.
+
+    Certificate issuance counts uses (``POST /cms/v1/certificates``); other host operations only need the
+    token to be known and unexpired, because a host's setup makes several calls with one token.
+    """
+    token = find(session, presented)
+    if token is None:
+        raise Unauthorized("the token is not valid", code="token-invalid")
+    if state(token) == "expired":
+        raise Unauthorized(
+            f"the enrollment token expired at {token.expires_at.isoformat()}", code="enrollment-token-expired"
+        )
+    permissions = tuple(p for kind in token.kinds for p in HOST_PERMISSIONS.get(kind, ()))
+    return Principal(HOST_PRINCIPAL_PREFIX + token.host, ("enrollment-token",), permissions, token.id)
+
+
+def host_of(principal: Principal) -> str | None:
+    """The host name of a principal that an enrollment token stands for, or None for a user."""
+    if principal.roles == ("enrollment-token",) and principal.username.startswith(HOST_PRINCIPAL_PREFIX):
+        return principal.username.removeprefix(HOST_PRINCIPAL_PREFIX)
+    return None

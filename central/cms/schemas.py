@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from secl.central.cms.enrollment import DEFAULT_TTL_SECONDS, MAX_TTL_SECONDS, MAX_USES, normalize_host
 
 Kind = Literal["tls", "tls-server", "tls-client"]
+# What an enrollment token may allow: certificate kinds, and "aik" (enroll the host's AIK).
+EnrollmentKind = Literal["tls", "tls-server", "tls-client", "aik"]
 
 
 class Strict(BaseModel):
@@ -32,7 +34,7 @@ class CACertificatesOut(BaseModel):
 
 class EnrollmentTokenCreate(Strict):
     host: Annotated[str, Field(min_length=1, max_length=253)]
-    kinds: list[Kind] = Field(default_factory=lambda: ["tls"], min_length=1, max_length=3)
+    kinds: list[EnrollmentKind] = Field(default_factory=lambda: ["tls", "aik"], min_length=1, max_length=4)
     ttl_seconds: Annotated[int, Field(ge=1, le=MAX_TTL_SECONDS)] = DEFAULT_TTL_SECONDS
     max_uses: Annotated[int, Field(ge=1, le=MAX_USES)] = 1
 

@@ -6,7 +6,9 @@ import base64
 
 from flask import Blueprint, current_app
 from secl.central.cms import pki
+from secl.central.cms.enrollment import host_of
 from secl.central.endpoints import current_principal, endpoint
+from secl.central.errors import Forbidden
 from secl.central.hvs import privacyca
 from secl.central.hvs.schemas import (
     AIKCertificateIssued,
@@ -33,6 +35,11 @@ def _b64(data: bytes) -> str:
           summary="Start AIK certification: check the EK certificate against the endorsement CAs and the "
                   "AIK's attributes, and return a MakeCredential challenge for the host's TPM")  # fmt: skip
 def identity_challenge_request(body: IdentityChallengeRequest) -> IdentityChallenge:
+    host = host_of(current_principal())
+    if host is not None and host != body.host_name:
+        raise Forbidden(
+            f"this enrollment token is for {host}, not {body.host_name}", code="enrollment-name-mismatch"
+        )
     issued = privacyca.request_challenge(
         db(), current_app, ek_certificate=base64.b64decode(body.ek_certificate),
         ek_public=base64.b64decode(body.ek_public), aik_public=base64.b64decode(body.aik_public),

@@ -216,9 +216,9 @@ def obtain_tls_certificate(
     click.echo(f"TLS certificate for {host} issued: {state.tls_cert} (serial {cert.serial_number:x})")
 
 
-def _aik(config: TrustAgentConfig, central_url: str, host: str, force: bool) -> bool:
-    """Read the EK, create the AIK, enroll it; False if enrollment is not available yet."""
-    from secl.trustagent.provisioning import AIKProvisioningUnavailable, provision_aik
+def _aik(config: TrustAgentConfig, central_url: str, host: str, token: str | None, force: bool) -> bool:
+    """Read the EK, create the AIK and enroll it; False (reported on stderr) if enrollment failed."""
+    from secl.trustagent.provisioning import AIKProvisioningError, provision_aik
 
     state = config.state
     try:
@@ -232,8 +232,10 @@ def _aik(config: TrustAgentConfig, central_url: str, host: str, force: bool) -> 
                 click.echo(f"AIK certificate already present: {state.aik_cert}")
                 return True
             try:
-                path = provision_aik(central_url=central_url, state=state, tpm=tpm, ek=ek, aik=aik, host_name=host, force=force)  # fmt: skip
-            except AIKProvisioningUnavailable as exc:
+                path = provision_aik(
+                    central_url=central_url, state=state, tpm=tpm, ek=ek, aik=aik, host_name=host, token=token
+                )
+            except AIKProvisioningError as exc:
                 click.echo(f"setup incomplete [{exc.code}]: {exc}", err=True)
                 return False
             finally:
@@ -247,7 +249,7 @@ def _aik(config: TrustAgentConfig, central_url: str, host: str, force: bool) -> 
 @cli.command()
 @click.option("--central", "central_url", default=None, help="The central's URL, e.g. https://central:8443 (default: central_url from the configuration).")  # fmt: skip
 @click.option("--ca-fingerprint", required=True, help="SHA-384 fingerprint of the central's root CA (hex, as `secl-central setup` prints it).")  # fmt: skip
-@click.option("--token", envvar="SECL_ENROLLMENT_TOKEN", default=None, help="Enrollment token for this host (or $SECL_ENROLLMENT_TOKEN); needed only when a TLS certificate must be issued.")  # fmt: skip
+@click.option("--token", envvar="SECL_ENROLLMENT_TOKEN", default=None, help="Enrollment token for this host (or $SECL_ENROLLMENT_TOKEN, which keeps it out of the process list); needed when a TLS certificate or the AIK certificate must be issued.")  # fmt: skip
 @click.option("--host", default=None, help="This host's name for its TLS certificate (default: host_name from the configuration, else the system host name).")  # fmt: skip
 @click.option("--force", is_flag=True, help="Re-pin the CA and re-issue the certificates even if present.")
 @click.pass_context
@@ -262,7 +264,7 @@ def setup(
 ) -> None:
     """Join a central: pin its CA, get a TLS certificate, create and enroll the AIK (idempotent).
 
-    Exits 0 when everything is in place, 1 on an error, 3 when only AIK enrollment is still missing.
+    Exits 0 when everything is in place, 1 on an error, 3 when AIK enrollment failed (the reason is on stderr).
     """
     config = _config(ctx)
     central_url = (central_url or config.central_url).rstrip("/")
@@ -284,7 +286,7 @@ def setup(
     except requests.RequestException as exc:
         raise click.ClickException(f"cannot reach the central at {central_url}: {exc}") from None
     _write(state.central, json.dumps({"url": central_url, "ca_fingerprint_sha384": fingerprint}).encode())
-    if not _aik(config, central_url, host, force):
+    if not _aik(config, central_url, host, token, force):
         ctx.exit(EXIT_INCOMPLETE)
     click.echo("setup complete")
 

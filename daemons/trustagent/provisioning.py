@@ -1,24 +1,37 @@
-"""AIK provisioning through the central's Privacy CA: the seam `secl-trustagent setup` calls.
+"""AIK enrollment through the central's Privacy CA (TPM2 MakeCredential / ActivateCredential).
 
-Not implemented yet: the central's Privacy CA (the two ``/hvs/v2`` challenge endpoints) is being built.
-When it is, :func:`provision_aik` sends the EK (public area and NV certificate) and the AIK's public area
-to the central over mTLS, answers its MakeCredential challenge with TPM2_ActivateCredential, stores the
-AIK certificate the Privacy CA issues at ``state.aik_cert`` (PEM, which ``GET /v2/aik`` serves), and
-registers the host (hardware UUID, name, connection URL ``intel:https://<host>:<port>``).
+1. The agent sends its EK certificate (from NV), EK public area and AIK public area to
+   ``POST /hvs/v2/privacyca/identity-challenge-request``, authorized by the host's enrollment token.
+2. The central checks the EK certificate against its endorsement CAs and the AIK's attributes, and answers
+   with a credential only the TPM holding both this EK and this AIK can open.
+3. ActivateCredential recovers the secret, which ``…/identity-challenge-response`` trades for an AIK
+   certificate signed by the Privacy CA.
+
+The agent checks that the certificate's key is its AIK before storing it at ``state.aik_cert``, which
+``GET /v2/aik`` serves. TLS to the central is verified against the CA pinned by ``setup``.
 """
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
+from typing import Any
 
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from secl.trustagent.config import StateFiles
 from secl.trustagent.tpm import EKInfo, TPMAdapter, TPMKey
 
+_TIMEOUT = 30
 
-class AIKProvisioningUnavailable(NotImplementedError):
-    """This build cannot enroll the AIK yet; ``code`` names the condition for callers and scripts."""
 
-    code = "aik-provisioning-unavailable"
+class AIKProvisioningError(Exception):
+    """AIK enrollment failed; ``code`` names why (the central's error code when it refused)."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def provision_aik(
@@ -29,12 +42,75 @@ def provision_aik(
     ek: EKInfo,
     aik: TPMKey,
     host_name: str,
-    force: bool = False,
+    token: str | None,
 ) -> Path:
-    """Enroll ``aik`` with the central's Privacy CA and return the path of the stored AIK certificate.
+    """Enroll ``aik`` with the central's Privacy CA and return the path of the stored AIK certificate."""
+    if not token:
+        raise AIKProvisioningError(
+            "--token (an enrollment token for this host, allowing 'aik') is needed to enroll the AIK",
+            "enrollment-token-missing",
+        )
+    if ek.certificate is None:
+        raise AIKProvisioningError(
+            "the TPM has no EK certificate in NV; the Privacy CA cannot check this TPM",
+            "ek-certificate-missing",
+        )
+    base = central_url.rstrip("/") + "/hvs/v2/privacyca"
+    challenge = _post(
+        f"{base}/identity-challenge-request",
+        {
+            "ek_certificate": _b64(ek.certificate),
+            "ek_public": _b64(ek.public),
+            "aik_public": _b64(aik.public),
+            "host_name": host_name,
+        },
+        token,
+        state,
+    )
+    secret = tpm.activate_credential(
+        aik, base64.b64decode(challenge["credential_blob"]), base64.b64decode(challenge["encrypted_secret"])
+    )
+    issued = _post(
+        f"{base}/identity-challenge-response",
+        {"challenge_id": challenge["challenge_id"], "secret": _b64(secret)},
+        token,
+        state,
+    )
+    certificate = x509.load_pem_x509_certificate(issued["aik_certificate"].encode())
+    if _spki(certificate.public_key()) != _spki(serialization.load_pem_public_key(aik.pem())):
+        raise AIKProvisioningError(
+            "the central certified a key that is not this AIK", "aik-certificate-mismatch"
+        )
+    state.aik_cert.write_text(issued["aik_certificate"])
+    return state.aik_cert
 
-    ``state`` holds the pinned central CA (``state.central_ca``, verify the central with it) and the agent's
-    TLS key pair (``state.tls_cert``/``state.tls_key``, the client certificate for the central). ``tpm`` is
-    open, with ``aik`` loaded; ActivateCredential needs the EK too (recreate it from its template).
-    """
-    raise AIKProvisioningUnavailable("AIK enrollment through the Privacy CA is not available yet")
+
+def _post(url: str, body: dict[str, Any], token: str, state: StateFiles) -> dict[str, Any]:
+    try:
+        response = requests.post(
+            url,
+            json=body,
+            headers={"Authorization": f"Bearer {token}"},
+            verify=str(state.central_ca),
+            timeout=_TIMEOUT,
+        )
+    except requests.RequestException as exc:
+        raise AIKProvisioningError(
+            f"cannot reach the central at {url}: {exc}", "central-unreachable"
+        ) from None
+    if response.status_code >= 400:
+        try:
+            error = response.json()
+            message, code = error.get("message", response.text), error.get("code", "central-error")
+        except ValueError:
+            message, code = response.text[:200], "central-error"
+        raise AIKProvisioningError(f"the central refused AIK enrollment: {message}", code)
+    return response.json()
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _spki(key: Any) -> bytes:
+    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)

@@ -9,20 +9,24 @@ is what :mod:`secl.core.quote` verifies on the central.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
 
 from tpm2_pytss import ESAPI
-from tpm2_pytss.constants import ESYS_TR, TPM2_CAP, TPM2_HT, TPM2_RC, TPMA_OBJECT, TSS2_RC
+from tpm2_pytss.constants import ESYS_TR, TPM2_ALG, TPM2_CAP, TPM2_HT, TPM2_RC, TPM2_SE, TPMA_OBJECT, TSS2_RC
 from tpm2_pytss.TSS2_Exception import TSS2_Exception
 from tpm2_pytss.types import (
+    TPM2B_ENCRYPTED_SECRET,
+    TPM2B_ID_OBJECT,
     TPM2B_PUBLIC,
     TPML_DIGEST_VALUES,
     TPML_PCR_SELECTION,
     TPMT_HA,
     TPMT_SIG_SCHEME,
+    TPMT_SYM_DEF,
     TPMU_HA,
 )
 from tpm2_pytss.utils import NVReadEK, create_ek_template
@@ -164,6 +168,42 @@ class TPMAdapter:
             handle, public, _, _, _ = self._esapi.create_primary(None, template, ESYS_TR.ENDORSEMENT)
             self._esapi.flush_context(handle)
         return EKInfo(public.marshal(), cert)
+
+    def activate_credential(
+        self, aik: TPMKey, credential_blob: bytes, encrypted_secret: bytes, ek_kind: str = "rsa"
+    ) -> bytes:
+        """TPM2_ActivateCredential: recover the Privacy CA's secret, which only the TPM holding both the EK
+        and ``aik`` (loaded) can do. ``credential_blob``/``encrypted_secret`` are the marshalled
+        TPM2B_ID_OBJECT and TPM2B_ENCRYPTED_SECRET of the central's MakeCredential."""
+        try:
+            blob, _ = TPM2B_ID_OBJECT.unmarshal(credential_blob)
+            secret, _ = TPM2B_ENCRYPTED_SECRET.unmarshal(encrypted_secret)
+        except Exception as exc:  # tpm2-tss reports malformed input as TSS2_Exception
+            raise TPMError(
+                f"malformed credential from the central: {exc}", code="tpm-bad-credential"
+            ) from None
+        with _tpm_call("activate credential"):
+            # The EK is a primary key: its template gives the same key back (read_ek flushed it).
+            _, template = create_ek_template(_EK_TYPES[ek_kind], NVReadEK(self._esapi))
+            ek_handle, _, _, _, _ = self._esapi.create_primary(None, template, ESYS_TR.ENDORSEMENT)
+            session = ESYS_TR.NONE
+            try:
+                # The TCG EK profile's policy: PolicySecret(TPM_RH_ENDORSEMENT), empty endorsement auth.
+                session = self._esapi.start_auth_session(
+                    tpm_key=ESYS_TR.NONE, bind=ESYS_TR.NONE, session_type=TPM2_SE.POLICY,
+                    symmetric=TPMT_SYM_DEF(algorithm=TPM2_ALG.NULL), auth_hash=TPM2_ALG.SHA256,
+                )  # fmt: skip
+                self._esapi.policy_secret(ESYS_TR.ENDORSEMENT, session)
+                recovered = self._esapi.activate_credential(
+                    aik.handle, ek_handle, blob, secret, session1=ESYS_TR.PASSWORD, session2=session
+                )
+                return bytes(recovered)
+            finally:
+                if session != ESYS_TR.NONE:
+                    # Already gone when the TPM flushed it after the command (continueSession clear).
+                    with contextlib.suppress(TSS2_Exception):
+                        self._esapi.flush_context(session)
+                self._esapi.flush_context(ek_handle)
 
     def create_ak(self, kind: str = "rsa", hierarchy: str = "endorsement") -> TPMKey:
         """Create a primary restricted signing key: RSA-2048 RSASSA-SHA256 or ECC P-256 ECDSA-SHA256.

@@ -20,6 +20,7 @@ from secl.central.aas import service as aas_service
 from secl.central.aas.tokens import generate_signing_key
 from secl.central.cms import pki
 from secl.central.config import CentralConfig
+from secl.central.hvs.templatestore import ensure_default_templates
 from secl.central.keyfiles import KeyFiles
 from secl.central.store.db import Database
 from secl.central.store.migrate import upgrade
@@ -118,6 +119,9 @@ class _Setup:
         database = Database(self.config.sqlalchemy_url)
         try:
             upgrade(database.engine)
+            with database.sessions() as session:
+                # Refreshed on every run, so a new release's default templates reach an existing central.
+                ensure_default_templates(session)
             if database.is_sqlite and self.owner:
                 _chown(Path(database.engine.url.database or ""), self.owner)
             if self.files.admin_credential.exists():

@@ -71,8 +71,12 @@ def test_wheel_installs_everything_under_the_secl_namespace(wheel: Path):
         "secl/workloadagent/__init__.py",
         "secl/hooks/libvirt/__init__.py",
         "secl/cli/main.py",
+        "secl/central/migrations/script.py.mako",
+        "secl/central/central.example.toml",
+        "secl/trustagent/trustagent.example.toml",
     ):
         assert module in names, module
+    assert any(n.startswith("secl/central/hvs/default_templates/") and n.endswith(".json") for n in names)
     assert not any(n.startswith(("tests/", "bench/")) for n in names)
 
 

@@ -108,3 +108,6 @@ def search_endorsement_cas() -> list[EndorsementCAOut]:
           summary="Stop trusting an EK CA held in the database (the bundle file is edited by hand)")  # fmt: skip
 def delete_endorsement_ca(ca_id: str) -> None:
     privacyca.delete_endorsement_ca(db(), ca_id, actor=current_principal().username)
+
+
+from secl.central.hvs import flavorgroups, flavors, hosts, templates  # noqa: E402, F401  (their routes join bp)

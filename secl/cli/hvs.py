@@ -1,0 +1,260 @@
+"""The ``secl`` commands for attestation: ``hosts``, ``flavors``, ``flavorgroups`` and ``report``.
+
+They talk to the central's ``/hvs/v2`` API with the session ``secl login`` saved.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from secl.cli.admin import _print_one, output_option
+from secl.cli.client import CentralClient, CentralError, load_session, segment
+from secl.cli.output import InputError, InvalidEvidence, print_json, print_table, read_input
+
+
+def _client() -> CentralClient:
+    return CentralClient.from_session(load_session())
+
+
+def _find_host(central: CentralClient, ident: str) -> dict[str, Any]:
+    """A host by id, else by exact name."""
+    try:
+        return central.get(f"/hvs/v2/hosts/{segment(ident)}")
+    except CentralError as exc:
+        if not any(code in str(exc) for code in ("not-found]", "[validation-failed]")):
+            raise
+    hosts = central.get("/hvs/v2/hosts", nameEqualTo=ident)["hosts"]
+    if len(hosts) != 1:
+        raise CentralError(f"no host with the id or name {ident!r} [not-found]")
+    return hosts[0]
+
+
+# --- hosts -------------------------------------------------------------------------------------------------
+
+
+@click.group("hosts")
+def hosts_group() -> None:
+    """Hosts the central attests (each runs secl-trustagent)."""
+
+
+@hosts_group.command("add")
+@click.argument("name")
+@click.option("--connection", "connection_string", required=True,
+              help="How the central reaches the host's trust agent: intel:https://HOST:1443")  # fmt: skip
+@click.option("--description", default="", help="Free text for operators.")
+@click.option("--group", "groups", multiple=True, help="Flavor group (repeatable; default: automatic).")
+@output_option
+def hosts_add(
+    name: str, connection_string: str, description: str, groups: tuple[str, ...], output: str
+) -> None:
+    """Register a host."""
+    body: dict[str, Any] = {
+        "host_name": name,
+        "connection_string": connection_string,
+        "description": description,
+    }
+    if groups:
+        body["flavorgroup_names"] = list(groups)
+    with _client() as central:
+        _print_one(central.post("/hvs/v2/hosts", body), output)
+
+
+@hosts_group.command("list")
+@click.option("--name", help="Only hosts whose name contains this.")
+@output_option
+def hosts_list(name: str | None, output: str) -> None:
+    """List hosts with their status."""
+    with _client() as central:
+        hosts = central.get("/hvs/v2/hosts", nameContains=name)["hosts"]
+    if output == "json":
+        print_json(hosts)
+        return
+    rows = [
+        [h["id"], h["host_name"], h["status"], h.get("hardware_uuid") or "-", h["connection_string"]]
+        for h in hosts
+    ]
+    print_table(["ID", "NAME", "STATUS", "HARDWARE UUID", "CONNECTION"], rows)
+
+
+@hosts_group.command("show")
+@click.argument("host")
+@output_option
+def hosts_show(host: str, output: str) -> None:
+    """Show a host, by id or name."""
+    with _client() as central:
+        _print_one(_find_host(central, host), output)
+
+
+@hosts_group.command("delete")
+@click.argument("host")
+def hosts_delete(host: str) -> None:
+    """Delete a host, by id or name."""
+    with _client() as central:
+        found = _find_host(central, host)
+        central.delete(f"/hvs/v2/hosts/{segment(found['id'])}")
+    click.echo(f"host {found['host_name']} deleted")
+
+
+# --- flavors -----------------------------------------------------------------------------------------------
+
+
+@click.group("flavors")
+def flavors_group() -> None:
+    """Flavors: the signed boot measurements a host must match."""
+
+
+def _flavor_rows(signed: Sequence[dict[str, Any]]) -> list[list[str]]:
+    rows = []
+    for item in signed:
+        meta = item["flavor"].get("meta", {})
+        description = meta.get("description", {})
+        rows.append([meta.get("id", "-"), description.get("flavor_part", "-"), description.get("label", "-")])
+    return rows
+
+
+@flavors_group.command("list")
+@click.option("--part", "flavor_part", help="Only this flavor part (PLATFORM, OS, HOST_UNIQUE, ...).")
+@output_option
+def flavors_list(flavor_part: str | None, output: str) -> None:
+    """List flavors (every signature is verified by the central before it answers)."""
+    with _client() as central:
+        signed = central.get("/hvs/v2/flavors", flavorPart=flavor_part)["signed_flavors"]
+    if output == "json":
+        print_json(signed)
+    else:
+        print_table(["ID", "PART", "LABEL"], _flavor_rows(signed))
+
+
+@flavors_group.command("show")
+@click.argument("flavor_id")
+def flavors_show(flavor_id: str) -> None:
+    """Print one signed flavor as JSON."""
+    with _client() as central:
+        print_json(central.get(f"/hvs/v2/flavors/{segment(flavor_id)}"))
+
+
+@flavors_group.command("export")
+@click.option("--part", "flavor_part", help="Only this flavor part.")
+def flavors_export(flavor_part: str | None) -> None:
+    """Print the signed flavors as SecL's {"signed_flavors": [...]} for import into another central."""
+    with _client() as central:
+        print_json(central.get("/hvs/v2/flavors", flavorPart=flavor_part))
+
+
+@flavors_group.command("upload")
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--group", "groups", multiple=True, help="Flavor group (repeatable; default: automatic).")
+def flavors_upload(file: str, groups: tuple[str, ...]) -> None:
+    """Store flavors from FILE: SecL's signed flavors ({"signed_flavors": [...]} or a bare array) or a
+    {"flavor_collection": {...}}. The central signs each one; a SecL signature is kept alongside."""
+    try:
+        document = json.loads(read_input(file, "flavor file"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"flavor file {file}: not JSON: {exc}") from None
+    if isinstance(document, list):  # SecL's export of signed flavors is a bare array
+        document = {"signed_flavors": document}
+    if not isinstance(document, dict) or not ({"signed_flavors", "flavor_collection"} & set(document)):
+        raise InputError(f"flavor file {file}: expected signed_flavors or flavor_collection")
+    body = {k: v for k, v in document.items() if k in ("signed_flavors", "flavor_collection")}
+    if groups:
+        body["flavorgroup_names"] = list(groups)
+    with _client() as central:
+        stored = central.post("/hvs/v2/flavors", body)
+    print_json(stored)
+
+
+@flavors_group.command("delete")
+@click.argument("flavor_id")
+def flavors_delete(flavor_id: str) -> None:
+    """Delete a flavor."""
+    with _client() as central:
+        central.delete(f"/hvs/v2/flavors/{segment(flavor_id)}")
+    click.echo(f"flavor {flavor_id} deleted")
+
+
+# --- flavor groups -----------------------------------------------------------------------------------------
+
+
+@click.group("flavorgroups")
+def flavorgroups_group() -> None:
+    """Flavor groups: which flavors a host is checked against, and how (ANY_OF, ALL_OF, LATEST)."""
+
+
+@flavorgroups_group.command("list")
+@output_option
+def flavorgroups_list(output: str) -> None:
+    """List flavor groups."""
+    with _client() as central:
+        groups = central.get("/hvs/v2/flavorgroups")["flavorgroups"]
+    if output == "json":
+        print_json(groups)
+        return
+    rows = []
+    for group in groups:
+        policies = group["flavor_match_policy_collection"]["flavor_match_policies"]
+        shown = ", ".join(
+            f"{p['flavor_part']}:{p['match_policy']['match_type']}/{p['match_policy']['required']}"
+            for p in policies
+        )
+        rows.append([group["id"], group["name"], "yes" if group["is_default"] else "no", shown or "-"])
+    print_table(["ID", "NAME", "DEFAULT", "MATCH POLICIES"], rows)
+
+
+@flavorgroups_group.command("delete")
+@click.argument("group_id")
+def flavorgroups_delete(group_id: str) -> None:
+    """Delete a flavor group (default groups cannot be deleted)."""
+    with _client() as central:
+        central.delete(f"/hvs/v2/flavorgroups/{segment(group_id)}")
+    click.echo(f"flavor group {group_id} deleted")
+
+
+# --- report ------------------------------------------------------------------------------------------------
+
+
+@click.command("report")
+@click.argument("host")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the whole report (trust report and JWT) as JSON."
+)
+def report_command(host: str, as_json: bool) -> None:
+    """Attest HOST now and print its trust report: per flavor part trusted or not, then each fault.
+
+    Exits 0 when the host is trusted and 1 when it is not.
+    """
+    with _client() as central:
+        found = _find_host(central, host)
+        report = central.post("/hvs/v2/reports", {"host_id": found["id"]})
+    if as_json:
+        print_json(report)
+    else:
+        print_report(found["host_name"], report)
+    if not report.get("trusted"):
+        raise InvalidEvidence(f"host {found['host_name']} is not trusted")
+
+
+def print_report(host_name: str, report: dict[str, Any]) -> None:
+    """A readable trust report: one line per flavor part, then the faults under it."""
+    verdict = "TRUSTED" if report.get("trusted") else "UNTRUSTED"
+    click.echo(f"host {host_name}: {verdict}  (report {report.get('id', '-')}, {report.get('created', '-')})")
+    for part, outcome in _parts(report.get("trust_report", {})).items():
+        click.echo(f"  {part:<12} {'trusted' if outcome['trusted'] else 'UNTRUSTED'}")
+        for fault in outcome["faults"]:
+            click.echo(f"      - {fault}")
+
+
+def _parts(trust_report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    parts: dict[str, dict[str, Any]] = {}
+    for result in trust_report.get("results", []):
+        part = result.get("flavor_part") or result.get("rule", {}).get("markers", ["-"])[0]
+        entry = parts.setdefault(part, {"trusted": True, "faults": []})
+        entry["trusted"] = entry["trusted"] and bool(result.get("trusted"))
+        rule = result.get("rule", {}).get("rule_name", "?").rsplit(".", 1)[-1]
+        for fault in result.get("faults") or []:
+            name = fault.get("fault_name", "?").rsplit(".", 1)[-1]
+            entry["faults"].append(f"{rule}: {name}: {fault.get('description', '')}")
+    return parts

@@ -1,0 +1,50 @@
+"""`secl hosts|flavors|flavorgroups` against a real central over TLS (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.corpus import corpus_path
+from tests.test_cli_admin import Central, central  # noqa: F401 (the fixture)
+
+VMWARE_FLAVORS = "intel-secl/pkg/lib/verifier/test_data/vmware12/signed_flavors.json"
+
+
+def test_hosts_lifecycle(central: Central):  # noqa: F811
+    assert central.login().exit_code == 0
+    added = central.run(
+        "hosts", "add", "host1", "--connection", "intel:https://host1.example:1443", "-o", "json"
+    )
+    assert added.exit_code == 0, added.output
+    host = json.loads(added.stdout)
+    assert host["status"] == "unknown" and host["flavorgroup_names"] == ["automatic"]
+    listed = central.run("hosts", "list")
+    assert "host1" in listed.stdout and "unknown" in listed.stdout
+    shown = central.run("hosts", "show", "host1", "-o", "json")
+    assert json.loads(shown.stdout)["id"] == host["id"]
+    bad = central.run("hosts", "add", "host2", "--connection", "http://plain:1443")
+    assert bad.exit_code != 0 and bad.stderr.startswith("secl: error: ")
+    assert central.run("hosts", "delete", "host1").exit_code == 0
+    gone = central.run("hosts", "show", "host1")
+    assert gone.exit_code != 0 and "not-found" in gone.stderr
+
+
+def test_flavors_upload_list_export_and_groups(central: Central, tmp_path: Path):  # noqa: F811
+    assert central.login().exit_code == 0
+    uploaded = central.run("flavors", "upload", str(corpus_path(VMWARE_FLAVORS)))
+    assert uploaded.exit_code == 0, uploaded.output + uploaded.stderr
+    listed = central.run("flavors", "list", "-o", "json")
+    signed = json.loads(listed.stdout)
+    parts = {s["flavor"]["meta"]["description"]["flavor_part"] for s in signed}
+    assert {"PLATFORM", "OS", "HOST_UNIQUE"} <= parts
+    assert all(s["signature"] for s in signed)
+    exported = central.run("flavors", "export")
+    assert exported.exit_code == 0
+    assert len(json.loads(exported.stdout)["signed_flavors"]) == len(signed)
+    groups = central.run("flavorgroups", "list")
+    assert "automatic" in groups.stdout and "ANY_OF" in groups.stdout
+    not_json = tmp_path / "x.json"
+    not_json.write_text("{")
+    refused = central.run("flavors", "upload", str(not_json))
+    assert refused.exit_code == 3 and refused.stderr.startswith("secl: error: ")

@@ -111,3 +111,6 @@ def delete_endorsement_ca(ca_id: str) -> None:
 
 
 from secl.central.hvs import flavorgroups, flavors, hosts, templates  # noqa: E402, F401  (their routes join bp)
+
+from secl.central.hvs import reports  # noqa: E402, F401  # isort: skip
+from secl.central.hvs import flavorimport  # noqa: E402, F401  # isort: skip

@@ -1,0 +1,199 @@
+"""The central's side of the trust-agent API: HTTPS with mutual TLS, and every failure named.
+
+A host is reached through its SecL connection string ``intel:https://<host>:<port>``. The central presents
+its own TLS certificate (``keys/tls.pem``, which has the clientAuth EKU) as the client certificate and
+trusts only its root CA for the agent's certificate (which the agent got at setup through an enrollment
+token), so neither side talks to anything the central did not certify.
+
+Failures become :class:`AgentError` subclasses, each carrying the host status it implies:
+
+- :class:`AgentUnreachable` (``unreachable``): no connection, a timeout, a reset before TLS;
+- :class:`AgentUntrustedTLS` (``untrusted-tls``): the agent's certificate does not chain to our root CA or
+  does not name the host of the connection string;
+- :class:`AgentUnauthorized` (``unauthorized``): the agent refused our client certificate (a TLS alert) or
+  answered 401/403;
+- :class:`AgentBadResponse` (``error``): an HTTP error status, or a body that is not the JSON expected.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from secl.central.keyfiles import KeyFiles
+
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 60.0  # a quote over every PCR of several banks takes a slow TPM a few seconds
+MAX_RESPONSE_BYTES = 16 * 1024 * 1024  # an event log with IMA entries can be a few megabytes
+
+
+class AgentError(Exception):
+    """The agent could not be asked, or its answer is unusable; ``host_status`` is what the host becomes."""
+
+    code = "agent-error"
+    host_status = "error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
+
+
+class AgentUnreachable(AgentError):
+    code, host_status = "agent-unreachable", "unreachable"
+
+
+class AgentUntrustedTLS(AgentError):
+    code, host_status = "agent-tls-untrusted", "untrusted-tls"
+
+
+class AgentUnauthorized(AgentError):
+    code, host_status = "agent-unauthorized", "unauthorized"
+
+
+class AgentBadResponse(AgentError):
+    code, host_status = "agent-bad-response", "error"
+
+
+class ConnectionStringError(AgentError):
+    code, host_status = "connection-string-invalid", "error"
+
+
+def agent_base_url(connection_string: str) -> str:
+    """``intel:https://host:port[/path]`` -> ``https://host:port[/path]`` (no trailing slash)."""
+    vendor, sep, url = connection_string.partition(":")
+    if not sep or vendor.lower() != "intel":
+        raise ConnectionStringError(f"{connection_string!r} is not intel:https://<host>[:<port>]")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises for a bad port)
+    except ValueError as exc:
+        raise ConnectionStringError(f"{connection_string!r}: {exc}") from None
+    if parts.scheme != "https" or not parts.hostname:
+        raise ConnectionStringError(f"{connection_string!r} is not intel:https://<host>[:<port>]")
+    return url.rstrip("/")
+
+
+@dataclass(frozen=True)
+class QuoteResponse:
+    """The agent's ``POST /v2/tpm/quote`` answer, decoded but not verified."""
+
+    attest: bytes
+    signature: bytes
+    pcrs: Any  # {"sha256": {"0": hex}}: pcr_banks_from_json reads it
+    event_log: bytes | None
+    event_log_error: str | None
+    raw: dict[str, Any]
+
+
+class AgentClient:
+    """One trust agent, reached over mTLS with the central's certificate."""
+
+    def __init__(
+        self,
+        connection_string: str,
+        keys: KeyFiles,
+        *,
+        timeout: tuple[float, float] = (CONNECT_TIMEOUT, READ_TIMEOUT),
+    ) -> None:
+        self.connection_string = connection_string
+        self.base_url = agent_base_url(connection_string)
+        self._cert = (str(keys.tls_cert), str(keys.tls_key))
+        self._verify = str(keys.root_ca_cert)
+        self._timeout = timeout
+
+    # --- the API -----------------------------------------------------------------------------------------
+
+    def host_info(self) -> dict[str, Any]:
+        return self._object(self._call("GET", "/v2/host"), "GET /v2/host")
+
+    def aik(self) -> dict[str, Any]:
+        body = self._object(self._call("GET", "/v2/aik"), "GET /v2/aik")
+        for key in ("aik", "aik_certificate"):
+            if body.get(key) is not None and not isinstance(body[key], str):
+                raise AgentBadResponse(f"GET /v2/aik: {key} is not a string")
+        return body
+
+    def quote(self, nonce: bytes, pcrs: list[int], banks: list[str]) -> QuoteResponse:
+        request = {"nonce": base64.b64encode(nonce).decode(), "pcrs": pcrs, "pcrbanks": banks}
+        body = self._object(self._call("POST", "/v2/tpm/quote", json=request), "POST /v2/tpm/quote")
+        try:
+            attest = base64.b64decode(body["attest"], validate=True)
+            signature = base64.b64decode(body["signature"], validate=True)
+            log = body.get("event_log")
+            event_log = None if log is None else base64.b64decode(log, validate=True)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise AgentBadResponse(f"POST /v2/tpm/quote: attest, signature or event_log missing or not "
+                                   f"base64 ({exc})") from None  # fmt: skip
+        error = body.get("event_log_error")
+        return QuoteResponse(attest, signature, body.get("pcrs"), event_log,
+                             error if isinstance(error, str) else None, body)  # fmt: skip
+
+    # --- transport ---------------------------------------------------------------------------------------
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        url = self.base_url + path
+        try:
+            response = requests.request(
+                method, url, cert=self._cert, verify=self._verify, timeout=self._timeout, stream=True,
+                allow_redirects=False, **kwargs,
+            )  # fmt: skip
+        except requests.exceptions.SSLError as exc:
+            raise _tls_error(url, exc) from None
+        except requests.exceptions.Timeout as exc:
+            raise AgentUnreachable(f"{url}: timed out ({exc})") from None
+        except requests.exceptions.ConnectionError as exc:
+            text = str(exc)
+            if "alert" in text.lower() or "certificate" in text.lower():
+                raise AgentUnauthorized(
+                    f"{url}: the agent refused the central's certificate ({text})"
+                ) from None
+            raise AgentUnreachable(f"{url}: cannot connect ({text})") from None
+        except requests.exceptions.RequestException as exc:
+            raise AgentUnreachable(f"{url}: {exc}") from None
+        with response:
+            content = response.raw.read(MAX_RESPONSE_BYTES + 1, decode_content=True)
+        if len(content) > MAX_RESPONSE_BYTES:
+            raise AgentBadResponse(f"{method} {path}: the answer is larger than {MAX_RESPONSE_BYTES} bytes")
+        response._content = content  # read once, bounded
+        if response.status_code in (401, 403):
+            raise AgentUnauthorized(f"{method} {path}: the agent answered {response.status_code}")
+        if not 200 <= response.status_code < 300:
+            raise AgentBadResponse(
+                f"{method} {path}: the agent answered {response.status_code}: {_error_text(response)}",
+                code="agent-error-status",
+            )
+        return response
+
+    @staticmethod
+    def _object(response: requests.Response, what: str) -> dict[str, Any]:
+        try:
+            body = response.json()
+        except ValueError:
+            raise AgentBadResponse(f"{what}: the answer is not JSON") from None
+        if not isinstance(body, dict):
+            raise AgentBadResponse(f"{what}: the answer is not a JSON object")
+        return body
+
+
+def _tls_error(url: str, exc: Exception) -> AgentError:
+    text = str(exc)
+    if "CERTIFICATE_VERIFY_FAILED" in text or "hostname" in text.lower():
+        return AgentUntrustedTLS(
+            f"{url}: the agent's TLS certificate is not issued by the central's CA for this host name ({text})"
+        )
+    return AgentUnauthorized(f"{url}: TLS refused ({text})")
+
+
+def _error_text(response: requests.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    if isinstance(body, dict) and "code" in body:
+        return f"{body.get('code')}: {str(body.get('message', ''))[:200]}"
+    return str(body)[:200]

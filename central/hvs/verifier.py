@@ -1,0 +1,358 @@
+"""The verifier: evidence from a host's trust agent, checked, then judged against the host's flavors.
+
+:func:`collect_evidence` asks the agent for its host info, its AIK certificate and a quote over a fresh
+32-byte nonce, and accepts the evidence only when the quote verifies with the key of that AIK certificate
+(signature, qualifying data SHA-256(nonce), PCR digest over exactly the signed selection). Whether the AIK
+certificate was issued by *our* Privacy CA is not decided here: the manifest carries it and the
+AikCertificateTrusted rule reports it in the trust report (flavor import refuses such a host outright).
+A quote that does not verify, an event log that does not parse, or host info that cannot make a manifest
+is refused as :class:`EvidenceInvalid` (409, ``evidence-invalid``) whose ``details.fault`` names the check
+(``signature-invalid``, ``quote-nonce-mismatch``, ``pcr-not-quoted``, ``pcr-digest-mismatch``, ...), and
+the host's status becomes ``evidence-invalid``. An agent that cannot be reached is refused as 409 with the
+agent's code (``agent-unreachable``, ``agent-unauthorized``, ``agent-tls-untrusted``, ...) and the host's
+status says so; the status is committed even though the request fails.
+
+:func:`attest_host` builds the trust report from the host's flavor groups (each with its match policies)
+and stores it with a signed attestation-result JWT.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from flask import Flask
+from secl.central import audit
+from secl.central.errors import Conflict
+from secl.central.hvs import flavorstore, groupstore
+from secl.central.hvs.agentclient import AgentClient, AgentError
+from secl.central.hvs.flavorstore import FlavorSignatureInvalid
+from secl.central.hvs.privacyca import privacy_ca
+from secl.central.setup import load_issuer
+from secl.central.store.hvs_flavor_models import FlavorGroup, Host, StoredFlavor, host_flavorgroups
+from secl.central.store.hvs_report_models import Report
+from secl.central.store.models import utcnow
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from secl.core.attestation import (
+    AttestationResult,
+    certificate_sha384,
+    evidence_digest,
+    sign_attestation_result,
+)
+from secl.core.errors import EvidenceError
+from secl.core.eventlog import parse_event_log, pcr_banks_from_json
+from secl.core.flavor import SignedFlavor
+from secl.core.manifestbuild import ManifestEvidence, assemble_host_manifest, host_manifest_to_json
+from secl.core.quote import VerifiedQuote, secl_qualifying_data, verify_quote
+from secl.core.rules_trust import chains_to
+from secl.core.tpm import load_ak_public
+from secl.core.trustreport import TrustAnchors, TrustReport, build_trust_report
+
+log = logging.getLogger("secl.central.hvs")
+
+NONCE_BYTES = 32
+ALL_PCRS = list(range(24))
+#: Banks the verifier asks for, in this order, when the host has them active.
+BANKS = ("SHA1", "SHA256", "SHA384")
+#: How long a report (and its JWT) is valid. SecL's default report validity is a day.
+REPORT_VALIDITY = timedelta(hours=24)
+
+_REPORT_SIGNER = "secl.hvs.report_signer"
+
+
+class EvidenceInvalid(Conflict):
+    code = "evidence-invalid"
+
+
+class AgentFailed(Conflict):
+    """The agent could not be asked; ``code`` is the agent error's (agent-unreachable, ...)."""
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Verified evidence from one host, and the manifest built from it."""
+
+    built: ManifestEvidence
+    host_info: dict[str, Any]
+    quote: VerifiedQuote
+    event_log: bytes
+    aik_certificate_pem: str | None
+
+    @property
+    def digest(self) -> str:
+        return evidence_digest(self.quote.pcr_digest, self.event_log)
+
+
+# --- evidence ---------------------------------------------------------------------------------------------
+
+
+def agent_client(app: Flask, connection_string: str) -> AgentClient:
+    return AgentClient(connection_string, app.extensions["secl.keys"])
+
+
+def _set_status(session: Session, host: Host | None, status: str, detail: str) -> None:
+    if host is None:
+        return
+    if (host.status, host.status_detail) != (status, detail):
+        host.status, host.status_detail, host.updated_at = status, detail[:4000], utcnow()
+    session.commit()
+
+
+def _refuse(session: Session, host: Host | None, fault: str, message: str) -> EvidenceInvalid:
+    _set_status(session, host, "evidence-invalid", f"{fault}: {message}")
+    name = host.name if host is not None else "the host"
+    log.warning("evidence from %s refused: %s (%s)", name, message, fault)
+    return EvidenceInvalid(f"the evidence from {name} is refused: {message}", details={"fault": fault})
+
+
+def _banks(host_info: dict[str, Any]) -> list[str]:
+    active = host_info.get("pcr_banks")
+    if isinstance(active, list):
+        wanted = [bank for bank in BANKS if bank in {str(b).upper() for b in active}]
+        if wanted:
+            return wanted
+    return ["SHA1", "SHA256"]
+
+
+def collect_evidence(
+    session: Session,
+    app: Flask,
+    host: Host | None,
+    *,
+    client: AgentClient | None = None,
+    pcrs: Sequence[int] = ALL_PCRS,
+) -> Evidence:
+    """Ask the host's agent for evidence, verify it and build the host manifest; update the host's status.
+
+    ``client`` defaults to an :class:`AgentClient` for ``host.connection_string``. Raises
+    :class:`AgentFailed` or :class:`EvidenceInvalid` (both 409) after committing the host's new status.
+    """
+    if client is None:
+        assert host is not None
+        client = agent_client(app, host.connection_string)
+    nonce = os.urandom(NONCE_BYTES)
+    try:
+        host_info = client.host_info()
+        aik = client.aik()
+        answer = client.quote(nonce, list(pcrs), _banks(host_info))
+    except AgentError as exc:
+        _set_status(session, host, exc.host_status, f"{exc.code}: {exc.message}")
+        raise AgentFailed(exc.message, code=exc.code) from None
+
+    aik_pem = aik.get("aik_certificate")
+    key_source = aik_pem or aik.get("aik")  # without a certificate, AikCertificateTrusted reports it missing
+    if not key_source:
+        raise _refuse(session, host, "aik-missing", "the agent sent neither an AIK certificate nor an AIK")
+    if answer.event_log is None:
+        reason = answer.event_log_error or "no event log in the quote answer"
+        raise _refuse(session, host, "event-log-missing", reason)
+    try:
+        ak = load_ak_public(key_source.encode())
+        values = pcr_banks_from_json(answer.pcrs)
+        quote = verify_quote(
+            ak, answer.attest, answer.signature, qualifying_data=secl_qualifying_data(nonce), pcrs=values
+        )
+        event_log = parse_event_log(answer.event_log)
+        built = assemble_host_manifest(
+            host_info=host_info, verified_quote=quote, event_log=event_log, aik_certificate_pem=aik_pem
+        )
+    except EvidenceError as exc:
+        raise _refuse(session, host, exc.code, exc.message) from None
+    except (ValueError, TypeError, AttributeError) as exc:  # a shape the parsers did not expect
+        raise _refuse(session, host, "evidence-malformed", str(exc)) from None
+    if not built.log_verified:
+        log.info("event log of %s does not replay to the quoted PCRs: %s", host.name if host else "host",
+                 {f"{r.bank}:{r.index}": v for r, v in built.replay_mismatches.items()})  # fmt: skip
+    if host is not None:
+        _record_hardware_uuid(session, host, host_info)
+    _set_status(session, host, "connected", "")
+    return Evidence(built, host_info, quote, answer.event_log, aik_pem)
+
+
+def _record_hardware_uuid(session: Session, host: Host, host_info: dict[str, Any]) -> None:
+    raw = host_info.get("hardware_uuid")
+    try:
+        hardware_uuid = str(uuid.UUID(str(raw)))
+    except ValueError:
+        raise _refuse(
+            session, host, "hardware-uuid-invalid", f"host info hardware_uuid {raw!r} is not a UUID"
+        ) from None
+    if host.hardware_uuid == hardware_uuid:
+        return
+    other = session.scalar(select(Host).where(Host.hardware_uuid == hardware_uuid, Host.id != host.id))
+    if other is not None:
+        raise _refuse(session, host, "hardware-uuid-taken",
+                      f"hardware UUID {hardware_uuid} belongs to host {other.name} ({other.id})")  # fmt: skip
+    if host.hardware_uuid is not None:
+        log.warning("host %s reports hardware UUID %s, was %s", host.name, hardware_uuid, host.hardware_uuid)
+    host.hardware_uuid = hardware_uuid
+
+
+def aik_trusted(app: Flask, evidence: Evidence, at: datetime) -> bool:
+    """Whether the evidence's AIK certificate was issued by our Privacy CA (and is valid at ``at``)."""
+    der = evidence.built.manifest.aik_certificate
+    if der is None:
+        return False
+    cert = x509.load_der_x509_certificate(der)
+    valid = cert.not_valid_before_utc <= at <= cert.not_valid_after_utc
+    return valid and chains_to(cert, (privacy_ca(app).issuer.certificate,), at)
+
+
+# --- flavors and trust ------------------------------------------------------------------------------------
+
+
+def trust_anchors(app: Flask, at: datetime) -> TrustAnchors:
+    signer = flavorstore.flavor_signer(app)
+    return TrustAnchors(
+        at=at, privacy_cas=(privacy_ca(app).issuer.certificate,), flavor_signing_cert=signer.certificate,
+        flavor_cas=signer.chain[1:], flavor_intermediates=signer.chain[1:],
+    )  # fmt: skip
+
+
+def _for_evaluation(app: Flask, row: StoredFlavor) -> SignedFlavor:
+    """The stored flavor, verified; one whose signature fails is still evaluated, so FlavorTrusted reports
+    it in the trust report (a document that no longer parses is refused: 409 flavor-signature-invalid)."""
+    try:
+        return flavorstore.verified(app, row)
+    except FlavorSignatureInvalid:
+        return flavorstore.signed_flavor(row)
+
+
+def _host_unique_rows(session: Session, host: Host) -> list[StoredFlavor]:
+    """SecL's rule: a host's HOST_UNIQUE (and ASSET_TAG) flavors are those of the host_unique group that
+    carry its hardware UUID."""
+    if host.hardware_uuid is None:
+        return []
+    group = session.scalar(select(FlavorGroup).where(FlavorGroup.name == groupstore.HOST_UNIQUE))
+    if group is None:
+        return []
+    return [
+        row for row in flavorstore.flavor_rows(session, flavorgroup_id=group.id)
+        if str(row.description.get("hardware_uuid", "")).lower() == host.hardware_uuid
+    ]  # fmt: skip
+
+
+def _group_report(
+    session: Session, app: Flask, host: Host, group: FlavorGroup, *, manifest: Any, anchors: TrustAnchors
+) -> TrustReport:
+    policies = groupstore.match_policies(group)
+    rows = flavorstore.flavor_rows(session, flavorgroup_id=group.id)
+    if any(p.flavor_part in ("HOST_UNIQUE", "ASSET_TAG") for p in policies):
+        known = {r.id for r in rows}
+        rows += [r for r in _host_unique_rows(session, host) if r.id not in known]
+    match = {p.flavor_part: p.match_policy.match_type for p in policies}
+    flavors = [_for_evaluation(app, row) for row in rows]
+    latest: dict[str, SignedFlavor] = {}
+    for flavor in flavors:  # oldest first: the last of a LATEST part wins
+        if match.get(flavor.flavor.flavor_part) == "LATEST":
+            latest[flavor.flavor.flavor_part] = flavor
+    flavors = [
+        f for f in flavors
+        if match.get(f.flavor.flavor_part) != "LATEST" or latest[f.flavor.flavor_part] is f
+    ]  # fmt: skip
+    return build_trust_report(
+        flavors, manifest, anchors,
+        match_policy={part: ("ANY_OF" if kind == "LATEST" else kind) for part, kind in match.items()},
+        required_parts=[p.flavor_part for p in policies if p.match_policy.required == "REQUIRED"],
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Verdict:
+    trusted: bool
+    trust_report: dict[str, Any]
+    flavors_trust: dict[str, Any]
+    parts: dict[str, bool]
+
+
+def judge(session: Session, app: Flask, host: Host, evidence: Evidence, at: datetime) -> Verdict:
+    """The trust report of the host against every flavor group it is in (trusted only if all are)."""
+    groups = list(
+        session.scalars(
+            select(FlavorGroup).join(host_flavorgroups, host_flavorgroups.c.flavorgroup_id == FlavorGroup.id)
+            .where(host_flavorgroups.c.host_id == host.id).order_by(FlavorGroup.name)
+        )
+    )  # fmt: skip
+    anchors = trust_anchors(app, at)
+    manifest = evidence.built.manifest
+    reports = [(g, _group_report(session, app, host, g, manifest=manifest, anchors=anchors)) for g in groups]
+    trusted = bool(reports) and all(r.trusted for _, r in reports)
+    results: list[Any] = []
+    flavors_trust: dict[str, Any] = {}
+    parts: dict[str, bool] = {}
+    for _group, report in reports:
+        doc = report.to_json()
+        results += doc["results"]
+        for part, entry in report.flavors_trust_json().items():
+            merged = flavors_trust.setdefault(part, {"trust": True, "rules": []})
+            merged["trust"] = merged["trust"] and entry["trust"]
+            merged["rules"] += entry["rules"]
+            parts[part] = merged["trust"]
+    policy = " / ".join(sorted({r.policy_name for _, r in reports if r.policy_name}))
+    return Verdict(
+        trusted,
+        {"policy_name": policy, "results": results, "trusted": trusted,
+         "flavorgroups": [g.name for g, _ in reports]},
+        flavors_trust, parts,
+    )  # fmt: skip
+
+
+# --- reports ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReportSigner:
+    key: Any
+    certificate: x509.Certificate
+    kid: str
+
+
+def report_signer(app: Flask) -> ReportSigner:
+    """The report-signing key (P-256) and its certificate; ``kid`` is the certificate's SHA-256 thumbprint."""
+    found = app.extensions.get(_REPORT_SIGNER)
+    if found is None:
+        keys = app.extensions["secl.keys"]
+        issuer = load_issuer(keys.report_signing_cert, keys.report_signing_key)
+        kid = issuer.certificate.fingerprint(hashes.SHA256()).hex()
+        found = app.extensions[_REPORT_SIGNER] = ReportSigner(issuer.key, issuer.certificate, kid)
+    return found
+
+
+def attest_host(session: Session, app: Flask, host: Host, *, actor: str) -> Report:
+    """Collect evidence from the host, judge it, sign and store the report (committed)."""
+    evidence = collect_evidence(session, app, host)
+    now = datetime.now(UTC).replace(microsecond=0)
+    verdict = judge(session, app, host, evidence, now)
+    expires = now + REPORT_VALIDITY
+    report_id = str(uuid.uuid4())
+    manifest = evidence.built.manifest
+    result = AttestationResult(
+        issuer=app.extensions["secl.config"].hostname, subject=host.hardware_uuid or "", host_name=host.name,
+        issued_at=int(now.timestamp()), expires_at=int(expires.timestamp()), trusted=verdict.trusted,
+        parts=verdict.parts,
+        aik_certificate_sha384=certificate_sha384(manifest.aik_certificate) if manifest.aik_certificate else "",
+        report_id=report_id, evidence_digest=evidence.digest,
+    )  # fmt: skip
+    signer = report_signer(app)
+    token = sign_attestation_result(result, signer.key, signer.kid)
+    row = Report(
+        id=report_id, host_id=host.id, trusted=verdict.trusted, created_at=now, expires_at=expires,
+        trust_report=verdict.trust_report, flavors_trust=verdict.flavors_trust,
+        host_manifest=host_manifest_to_json(manifest), evidence_digest=evidence.digest, jwt=token,
+        created_by=actor,
+    )  # fmt: skip
+    session.add(row)
+    audit.record(session, "report.created", actor=actor, outcome="success", target=host.name,
+                 host_id=host.id, report_id=report_id, trusted=verdict.trusted)  # fmt: skip
+    session.commit()
+    log.info("report %s for host %s: %s", report_id, host.name, "trusted" if verdict.trusted else "UNTRUSTED")
+    return row

@@ -1,0 +1,35 @@
+"""HVS trust reports: one row per attestation of a host (migration 0005).
+
+A row keeps SecL's trust-report JSON, the verdict, the validity window, the host manifest the rules read,
+the digest of the evidence (quoted PCR digest + event log, :func:`secl.core.attestation.evidence_digest`)
+and the signed attestation-result JWT handed to relying parties. Rows are never updated: a new attestation
+is a new row, so the table is the host's history; ``GET /hvs/v2/reports?latestPerHost=true`` reads the
+newest per host.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from secl.central.store.models import Base, UTCDateTime, new_id, utcnow
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+
+class Report(Base):
+    __tablename__ = "reports"
+    __table_args__ = (Index("ix_reports_host_created", "host_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    host_id: Mapped[str] = mapped_column(String(36), ForeignKey("hosts.id", ondelete="CASCADE"))
+    trusted: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # SecL's TrustReport JSON {policy_name, results, trusted} and the per-part map {part: {trust, rules}}.
+    trust_report: Mapped[dict[str, Any]] = mapped_column(JSON)
+    flavors_trust: Mapped[dict[str, Any]] = mapped_column(JSON)
+    host_manifest: Mapped[dict[str, Any]] = mapped_column(JSON)
+    evidence_digest: Mapped[str] = mapped_column(String(64))
+    jwt: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(255))

@@ -1,0 +1,125 @@
+"""A provisioned trust agent serving a swtpm that holds a real firmware's measurements, for central tests.
+
+:func:`provision_agent` does what an operator does on a compute host: trusts the swtpm's EK CA at the
+central (``POST /hvs/v2/endorsement-cas``), extends the corpus OVMF log's digests into the swtpm's PCRs (as
+the firmware did during boot), runs ``secl-trustagent setup`` with an enrollment token (TLS certificate for
+``localhost``, AIK certified by the central's Privacy CA) and starts ``secl-trustagent run`` (mTLS, on
+127.0.0.1) with host info read from corpus data. :meth:`ProvisionedAgent.reboot_with` stops the agent,
+extends extra measurements (a changed boot component), and starts it again.
+
+The helpers of tests/test_trustagent_service.py and tests/test_trustagent_api.py are reused, not copied.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+from secl.trustagent.hostinfo import SECURE_BOOT_VARIABLE
+from secl.trustagent.tpm import TPMAdapter
+
+from secl.core.hashalg import HashAlg
+from tests.central_fixtures import CentralState
+from tests.corpus import corpus_path
+from tests.live_central import LiveCentral
+from tests.swtpm import RunningSwtpm
+from tests.test_trustagent_api import HOSTINFO, OVMF_LOG, boot
+from tests.test_trustagent_service import (
+    RunningAgent,
+    _admin_headers,
+    _free_port,
+    _trust_the_swtpm_ek_ca,
+    agent,
+    agent_env,
+    enrollment_token,
+    setup_args,
+    start_agent,
+)
+
+#: The hardware UUID in the corpus's SMBIOS table (hostinfo test data "whitley").
+HARDWARE_UUID = "88888888-8887-1615-0115-071ba5a5a5a5"
+
+
+def admin_headers(live: LiveCentral, central: CentralState) -> dict[str, str]:
+    return _admin_headers(live, central)
+
+
+@dataclass
+class ProvisionedAgent:
+    env: dict[str, str]
+    work: Path  # short directory for the readiness socket
+    port: int
+    tcti: str
+    running: RunningAgent
+
+    @property
+    def connection_string(self) -> str:
+        # The agent's TLS certificate names "localhost" (setup --host localhost): the central checks it.
+        return f"intel:https://localhost:{self.port}"
+
+    def stop(self) -> None:
+        process = self.running.process
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def start(self) -> None:
+        (self.work / "notify").unlink(missing_ok=True)
+        self.running = start_agent(self.env, self.work, self.port)
+
+    def reboot_with(self, pcr: int, digests: dict[HashAlg, bytes]) -> None:
+        """Stop the agent, extend ``pcr`` with ``digests`` (a measurement the log does not show), restart."""
+        self.stop()  # the swtpm serves one connection at a time: the agent must let go of it
+        with TPMAdapter(self.tcti) as tpm:
+            tpm.extend_pcr(pcr, digests)
+        self.start()
+
+    def output(self) -> str:
+        return self.running.output()
+
+
+def efi_variables(directory: Path, *, secure_boot: bool) -> Path:
+    """An efivarfs-like folder with the SecureBoot variable (4 bytes of attributes, then 0 or 1)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / SECURE_BOOT_VARIABLE).write_bytes(b"\x06\x00\x00\x00" + bytes([int(secure_boot)]))
+    return directory
+
+
+def provision_agent(
+    live: LiveCentral,
+    central: CentralState,
+    swtpm: RunningSwtpm,
+    tmp_path: Path,
+    work: Path,
+    *,
+    secure_boot: bool = True,
+) -> ProvisionedAgent:
+    """Provision and start the agent; with ``secure_boot`` its host info says Secure Boot is on, so the
+    UEFI Secure Boot default template (PCRs 0, 2, 3, 4, 6, 7) applies besides the UEFI one."""
+    port = _free_port()
+    efivars = efi_variables(tmp_path / "efivars", secure_boot=secure_boot)
+    env = agent_env(
+        tmp_path, swtpm.tcti, listen=f"127.0.0.1:{port}", event_log_path=str(corpus_path(OVMF_LOG)),
+        os_release=str(corpus_path(f"{HOSTINFO}/os-release")), dmi_table_path=str(corpus_path(f"{HOSTINFO}/DMI")),
+        efi_dir=str(tmp_path), efi_vars_dir=str(efivars), msr_path=str(tmp_path / "no-msr"),
+        host_name="localhost",
+    )  # fmt: skip
+    _trust_the_swtpm_ek_ca(live, central, swtpm)
+    setup = agent(env, *setup_args(live, central, enrollment_token(live, central)))
+    assert setup.returncode == 0, setup.stdout + setup.stderr
+    boot(swtpm.tcti, corpus_path(OVMF_LOG).read_bytes())
+    return ProvisionedAgent(env, work, port, swtpm.tcti, start_agent(env, work, port))
+
+
+def api(
+    live: LiveCentral, headers: dict[str, str], method: str, path: str, **kwargs: object
+) -> requests.Response:
+    return requests.request(method, f"{live.url}{path}", headers=headers, verify=live.ca_file, timeout=120,
+                            **kwargs)  # type: ignore[arg-type]  # fmt: skip

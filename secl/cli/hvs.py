@@ -238,23 +238,82 @@ def report_command(host: str, as_json: bool) -> None:
 
 
 def print_report(host_name: str, report: dict[str, Any]) -> None:
-    """A readable trust report: one line per flavor part, then the faults under it."""
+    """A readable trust report: one line per flavor part, then each fault under it."""
     verdict = "TRUSTED" if report.get("trusted") else "UNTRUSTED"
     click.echo(f"host {host_name}: {verdict}  (report {report.get('id', '-')}, {report.get('created', '-')})")
-    for part, outcome in _parts(report.get("trust_report", {})).items():
-        click.echo(f"  {part:<12} {'trusted' if outcome['trusted'] else 'UNTRUSTED'}")
-        for fault in outcome["faults"]:
-            click.echo(f"      - {fault}")
+    for part, outcome in (report.get("flavors_trust") or {}).items():
+        click.echo(f"  {part:<12} {'trusted' if outcome.get('trust') else 'UNTRUSTED'}")
+        for rule in outcome.get("rules", []):
+            rule_name = rule.get("rule", {}).get("rule_name", "?").rsplit(".", 1)[-1]
+            for fault in rule.get("faults") or []:
+                click.echo(f"      - {rule_name}: {_describe_fault(fault)}")
 
 
-def _parts(trust_report: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    parts: dict[str, dict[str, Any]] = {}
-    for result in trust_report.get("results", []):
-        part = result.get("flavor_part") or result.get("rule", {}).get("markers", ["-"])[0]
-        entry = parts.setdefault(part, {"trusted": True, "faults": []})
-        entry["trusted"] = entry["trusted"] and bool(result.get("trusted"))
-        rule = result.get("rule", {}).get("rule_name", "?").rsplit(".", 1)[-1]
-        for fault in result.get("faults") or []:
-            name = fault.get("fault_name", "?").rsplit(".", 1)[-1]
-            entry["faults"].append(f"{rule}: {name}: {fault.get('description', '')}")
-    return parts
+def _describe_fault(fault: dict[str, Any]) -> str:
+    name = fault.get("fault_name", "?").rsplit(".", 1)[-1]
+    where = (
+        f" (PCR {fault['pcr_index']} {fault.get('pcr_bank', '')})".rstrip() if "pcr_index" in fault else ""
+    )
+    text = f"{name}{where}: {fault.get('description', '')}"
+    for key, label in (("missing_entries", "missing"), ("unexpected_entries", "unexpected")):
+        for entry in fault.get(key) or []:
+            tags = ", ".join(entry.get("tags") or [])
+            text += f"\n          {label}: {entry.get('type_name', '?')} {tags}".rstrip()
+    return text
+
+
+# --- flavor import and endorsement CAs ---------------------------------------------------------------------
+
+
+@flavors_group.command("import")
+@click.argument("host")
+@click.option("--part", "parts", multiple=True, type=click.Choice(["PLATFORM", "OS", "HOST_UNIQUE"]),
+              help="Flavor part to create (repeatable; default: PLATFORM, OS and HOST_UNIQUE).")  # fmt: skip
+@click.option("--group", "groups", multiple=True, help="Flavor group (repeatable; default: automatic).")
+@output_option
+def flavors_import(host: str, parts: tuple[str, ...], groups: tuple[str, ...], output: str) -> None:
+    """Create flavors from a golden HOST (registered, by id or name): its verified evidence through the
+    active flavor templates; each flavor is signed and stored."""
+    with _client() as central:
+        found = _find_host(central, host)
+        body: dict[str, Any] = {"host_id": found["id"]}
+        if parts:
+            body["partial_flavor_types"] = list(parts)
+        if groups:
+            body["flavorgroup_names"] = list(groups)
+        stored = central.post("/hvs/v2/flavors/from-host", body)
+    signed = stored.get("signed_flavors", [])
+    if output == "json":
+        print_json(signed)
+    else:
+        print_table(["ID", "PART", "LABEL"], _flavor_rows(signed))
+
+
+@click.group("endorsement-cas")
+def endorsement_cas_group() -> None:
+    """TPM vendor CAs the Privacy CA trusts for EK certificates."""
+
+
+@endorsement_cas_group.command("add")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def endorsement_cas_add(files: tuple[str, ...]) -> None:
+    """Trust the CA certificate(s) in FILES (PEM) for EK certificates."""
+    with _client() as central:
+        for file in files:
+            pem = read_input(file, "CA certificate").decode("ascii", errors="replace")
+            added = central.post("/hvs/v2/endorsement-cas", {"certificate": pem})
+            click.echo(f"trusted {added.get('subject', file)}")
+
+
+@endorsement_cas_group.command("list")
+@output_option
+def endorsement_cas_list(output: str) -> None:
+    """List the trusted endorsement CAs."""
+    with _client() as central:
+        cas = central.get("/hvs/v2/endorsement-cas")
+    if output == "json":
+        print_json(cas)
+    else:
+        print_table(
+            ["SOURCE", "SUBJECT", "NOT AFTER"], [[c["source"], c["subject"], c["not_after"]] for c in cas]
+        )

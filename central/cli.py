@@ -191,6 +191,65 @@ def run(ctx: click.Context, debug: bool) -> None:
     )
 
 
+@cli.command()
+@click.option("--once", is_flag=True, help="Run one iteration (refresh pass, one batch) and exit.")
+@click.option("--batch-size", default=10, show_default=True, type=click.IntRange(1, 1000),
+              help="Jobs claimed at a time.")  # fmt: skip
+@click.option("--poll-interval", default=5.0, show_default=True, type=click.FloatRange(0.05, 3600),
+              help="Seconds to wait when the queue is empty.")  # fmt: skip
+@click.option("--refresh-margin", default=3600, show_default=True, type=click.IntRange(0, 30 * 86400),
+              help="Queue hosts whose newest report expires within this many seconds.")  # fmt: skip
+@click.option("--no-refresh", is_flag=True, help="Only process the queue; do not queue expiring reports.")
+@click.option("--name", default=None, help="This worker's name in the job rows (default host:pid:random).")
+@click.pass_context
+def worker(  # noqa: PLR0917  (one parameter per click option)
+    ctx: click.Context,
+    once: bool,
+    batch_size: int,
+    poll_interval: float,
+    refresh_margin: int,
+    no_refresh: bool,
+    name: str | None,
+) -> None:
+    """Attest hosts from the report job queue and refresh reports before they expire.
+
+    Any number of workers may run against one PostgreSQL database (jobs are claimed with SELECT ... FOR
+    UPDATE SKIP LOCKED). SIGTERM or SIGINT: the current job finishes, then the worker exits 0.
+    """
+    import logging
+    import signal
+    from datetime import timedelta
+
+    from secl.central import NotSetUp, create_app
+    from secl.central.hvs.worker import Worker
+
+    config = _config(ctx)
+    logging.basicConfig(
+        level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        app = create_app(config)
+    except NotSetUp as exc:
+        raise click.ClickException(str(exc)) from None
+    runner = Worker(
+        app, name=name, batch_size=batch_size, poll_interval=poll_interval, refresh=not no_refresh,
+        refresh_margin=timedelta(seconds=refresh_margin),
+    )  # fmt: skip
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: runner.stop())
+    try:
+        if once:
+            outcomes = runner.run_once()
+            click.echo(
+                f"processed {len(outcomes)} job(s): "
+                + (", ".join(f"{o.job_id} {o.status}" for o in outcomes) or "none")
+            )
+        else:
+            runner.run()
+    finally:
+        app.extensions["secl.db"].dispose()
+
+
 def main() -> None:
     cli(prog_name="secl-central")
 

@@ -1,0 +1,325 @@
+"""``secl-central worker``: attest hosts from the report job queue, and keep their reports fresh.
+
+A :class:`Worker` loops: every ``refresh_every`` seconds a refresh pass queues the hosts whose newest
+report expires within ``refresh_margin``; then it claims a batch of jobs (:func:`secl.central.hvs.jobs.claim`)
+and runs ``process(job)`` for each, recording the outcome (done with the report, or failed with an error
+code, retried with backoff when the failure may pass). :meth:`Worker.stop` (the CLI wires SIGTERM and
+SIGINT to it) lets the current job finish, gives the rest of the batch back to the queue and ends the loop.
+All state is on the instance: two workers in one process (the tests) share nothing but the database.
+
+The default ``process`` is :class:`ReportProcessor`: fresh evidence from the host's trust agent
+(:func:`secl.central.hvs.verifier.collect_evidence`), then either a new trust report, or, when the evidence
+digest (quoted PCR digest + event log) and everything else the report depends on (:func:`basis_digest`:
+the host's flavor groups and their policies, the flavors with their signatures, the trust anchors, the
+AIK certificate and whether it is trusted now, the host info) are those of the host's newest report, a
+copy of that report's trust report with a new validity window and a freshly signed attestation-result JWT
+(the job's result says ``reused: true``). Rules are not evaluated again for unchanged evidence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes
+from flask import Flask
+from secl.central import audit
+from secl.central.errors import APIError
+from secl.central.hvs import flavorstore, groupstore, jobs, verifier
+from secl.central.hvs.jobs import ClaimedJob
+from secl.central.hvs.privacyca import privacy_ca
+from secl.central.store.db import Database
+from secl.central.store.hvs_flavor_models import FlavorGroup, Host, StoredFlavor, host_flavorgroups
+from secl.central.store.hvs_job_models import ReportJob
+from secl.central.store.hvs_report_models import Report
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from secl.core.attestation import AttestationResult, certificate_sha384, sign_attestation_result
+from secl.core.manifestbuild import host_manifest_to_json
+
+log = logging.getLogger("secl.central.hvs.worker")
+
+POLL_INTERVAL = 5.0  # seconds between claims when the queue was empty
+BATCH_SIZE = 10
+REFRESH_MARGIN = timedelta(hours=1)  # refresh reports expiring within this
+REFRESH_COOLDOWN = timedelta(minutes=15)  # a host is not queued by the refresh pass more often
+REFRESH_EVERY = 60.0  # seconds between refresh passes of one worker
+
+#: ``process(job) -> result``: the result's ``report_id``, ``reused`` and ``basis_digest`` are recorded
+#: on the job, the whole dict as its result. Raise :class:`JobFailed` for an expected failure.
+Process = Callable[[ClaimedJob], dict[str, Any]]
+
+
+class JobFailed(Exception):
+    def __init__(self, code: str, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.code, self.message, self.retryable = code, message, retryable
+
+
+# --- what a report depends on ----------------------------------------------------------------------------
+
+
+def _fingerprint(cert: Any) -> str:
+    return cert.fingerprint(hashes.SHA256()).hex()
+
+
+def basis_digest(session: Session, app: Flask, host: Host, evidence: verifier.Evidence, at: datetime) -> str:
+    """SHA-256 over what the host's trust report depends on besides the evidence digest. Over-inclusive on
+    purpose: a change here only costs a full evaluation."""
+    groups = list(
+        session.scalars(
+            select(FlavorGroup).join(host_flavorgroups, host_flavorgroups.c.flavorgroup_id == FlavorGroup.id)
+            .where(host_flavorgroups.c.host_id == host.id).order_by(FlavorGroup.name)
+        )
+    )  # fmt: skip
+    flavors: list[StoredFlavor] = []
+    for group in groups:
+        flavors += flavorstore.flavor_rows(session, flavorgroup_id=group.id)
+    unique = session.scalar(select(FlavorGroup).where(FlavorGroup.name == groupstore.HOST_UNIQUE))
+    if unique is not None and host.hardware_uuid is not None:
+        flavors += [
+            row for row in flavorstore.flavor_rows(session, flavorgroup_id=unique.id)
+            if str(row.description.get("hardware_uuid", "")).lower() == host.hardware_uuid
+        ]  # fmt: skip
+    signer = flavorstore.flavor_signer(app)
+    aik = evidence.built.manifest.aik_certificate
+    basis = {
+        "groups": [[g.id, g.name, g.match_policies] for g in groups],
+        "flavors": sorted(
+            {
+                (f.id, hashlib.sha256(f.document.encode()).hexdigest(), f.signature, f.signature_scheme)
+                for f in flavors
+            }
+        ),
+        "anchors": [_fingerprint(privacy_ca(app).issuer.certificate), *map(_fingerprint, signer.chain)],
+        "flavor_signer_valid": signer.certificate.not_valid_before_utc
+        <= at
+        <= signer.certificate.not_valid_after_utc,
+        "aik": certificate_sha384(aik) if aik else None,
+        "aik_trusted": verifier.aik_trusted(app, evidence, at),
+        "host": [host.name, host.hardware_uuid],
+        "host_info": evidence.host_info,
+    }
+    return hashlib.sha256(json.dumps(basis, sort_keys=True, default=str).encode()).hexdigest()
+
+
+# --- the default process: attest the host -----------------------------------------------------------------
+
+
+class ReportProcessor:
+    """Attest the job's host and store its report, re-using the newest one for unchanged evidence."""
+
+    def __init__(self, app: Flask, *, actor: str = "secl-central worker") -> None:
+        self.app = app
+        self.database: Database = app.extensions["secl.db"]
+        self.actor = actor
+
+    def __call__(self, job: ClaimedJob) -> dict[str, Any]:
+        with self.database.sessions() as session:
+            host = session.get(Host, job.host_id)
+            if host is None:
+                raise JobFailed("host-not-found", f"no host {job.host_id}", retryable=False)
+            try:
+                evidence = verifier.collect_evidence(session, self.app, host)
+                now = datetime.now(UTC).replace(microsecond=0)
+                basis = basis_digest(session, self.app, host, evidence, now)
+                previous = self._reusable(session, host, evidence.digest, basis)
+                if previous is not None:
+                    trust_report, flavors_trust, trusted = (
+                        previous.trust_report,
+                        previous.flavors_trust,
+                        previous.trusted,
+                    )
+                else:
+                    verdict = verifier.judge(session, self.app, host, evidence, now)
+                    trust_report, flavors_trust, trusted = (
+                        verdict.trust_report,
+                        verdict.flavors_trust,
+                        verdict.trusted,
+                    )
+            except verifier.AgentFailed as exc:  # the agent may come back: retry later
+                raise JobFailed(exc.code, exc.message, retryable=True) from None
+            except APIError as exc:  # evidence-invalid, flavor-signature-invalid: retrying will not help
+                detail = f" ({exc.details})" if exc.details else ""
+                raise JobFailed(exc.code, f"{exc.message}{detail}", retryable=False) from None
+            row = self._store(
+                session,
+                host=host,
+                evidence=evidence,
+                now=now,
+                trusted=trusted,
+                trust_report=trust_report,
+                flavors_trust=flavors_trust,
+            )
+            reused = previous is not None
+            audit.record(session, "report.created", actor=self.actor, outcome="success", target=host.name,
+                         host_id=host.id, report_id=row.id, trusted=trusted, job_id=job.id,
+                         reused=reused)  # fmt: skip
+            session.commit()
+            log.info("report %s for host %s: %s%s", row.id, host.name, "trusted" if trusted else "UNTRUSTED",
+                     f" (re-used {previous.id})" if previous else "")  # fmt: skip
+            return {
+                "report_id": row.id, "trusted": trusted, "reused": reused, "basis_digest": basis,
+                "evidence_digest": evidence.digest, "reused_report_id": previous.id if previous else None,
+            }  # fmt: skip
+
+    def _reusable(self, session: Session, host: Host, evidence_digest: str, basis: str) -> Report | None:
+        latest = session.scalar(
+            select(Report).where(Report.host_id == host.id)
+            .order_by(Report.created_at.desc(), Report.id.desc()).limit(1)
+        )  # fmt: skip
+        if latest is None or latest.evidence_digest != evidence_digest:
+            return None
+        made_with = session.scalar(
+            select(ReportJob.basis_digest).where(ReportJob.report_id == latest.id, ReportJob.status == "done")
+        )
+        return latest if made_with == basis else None
+
+    def _store(
+        self,
+        session: Session,
+        *,
+        host: Host,
+        evidence: verifier.Evidence,
+        now: datetime,
+        trusted: bool,
+        trust_report: dict[str, Any],
+        flavors_trust: dict[str, Any],
+    ) -> Report:
+        expires = now + verifier.REPORT_VALIDITY
+        report_id = str(uuid.uuid4())
+        aik = evidence.built.manifest.aik_certificate
+        result = AttestationResult(
+            issuer=self.app.extensions["secl.config"].hostname, subject=host.hardware_uuid or "",
+            host_name=host.name, issued_at=int(now.timestamp()), expires_at=int(expires.timestamp()),
+            trusted=trusted, parts={part: bool(entry["trust"]) for part, entry in flavors_trust.items()},
+            aik_certificate_sha384=certificate_sha384(aik) if aik else "", report_id=report_id,
+            evidence_digest=evidence.digest,
+        )  # fmt: skip
+        signer = verifier.report_signer(self.app)
+        row = Report(
+            id=report_id, host_id=host.id, trusted=trusted, created_at=now, expires_at=expires,
+            trust_report=trust_report, flavors_trust=flavors_trust,
+            host_manifest=host_manifest_to_json(evidence.built.manifest), evidence_digest=evidence.digest,
+            jwt=sign_attestation_result(result, signer.key, signer.kid), created_by=self.actor,
+        )  # fmt: skip
+        session.add(row)
+        return row
+
+
+# --- the loop ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    job_id: str
+    status: str  # done | queued (retry) | failed | lost (another worker holds the claim now)
+    result: dict[str, Any]
+    error_code: str | None = None
+
+
+class Worker:
+    def __init__(
+        self,
+        app: Flask,
+        *,
+        name: str | None = None,
+        process: Process | None = None,
+        batch_size: int = BATCH_SIZE,
+        lease: timedelta = jobs.LEASE,
+        poll_interval: float = POLL_INTERVAL,
+        refresh: bool = True,
+        refresh_margin: timedelta = REFRESH_MARGIN,
+        refresh_cooldown: timedelta = REFRESH_COOLDOWN,
+        refresh_every: float = REFRESH_EVERY,
+    ) -> None:
+        self.app = app
+        self.database: Database = app.extensions["secl.db"]
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.process: Process = process or ReportProcessor(app, actor=f"worker {self.name}"[:255])
+        self.batch_size, self.lease, self.poll_interval = batch_size, lease, poll_interval
+        self.refresh, self.refresh_margin, self.refresh_cooldown = refresh, refresh_margin, refresh_cooldown
+        self.refresh_every = refresh_every
+        self.stopping = threading.Event()
+        self._last_refresh: float | None = None
+
+    def stop(self) -> None:
+        """Finish the current job, give the rest of the batch back, and leave :meth:`run`."""
+        self.stopping.set()
+
+    def refresh_pass(self) -> list[ReportJob]:
+        """Queue the hosts whose newest report expires within the margin."""
+        with self.database.sessions() as session:
+            hosts = jobs.hosts_to_refresh(session, margin=self.refresh_margin, cooldown=self.refresh_cooldown)
+            queued = (
+                jobs.enqueue(session, hosts, actor=f"worker {self.name}"[:255], reason="refresh")
+                if hosts
+                else []
+            )
+        self._last_refresh = time.monotonic()
+        if queued:
+            log.info("refresh: queued %d host(s) whose report expires soon", len(queued))
+        return queued
+
+    def run_once(self) -> list[Outcome]:
+        """One iteration: the refresh pass when due, then claim and process one batch."""
+        if self.refresh and (
+            self._last_refresh is None or time.monotonic() - self._last_refresh >= self.refresh_every
+        ):
+            self.refresh_pass()
+        with self.database.sessions() as session:
+            claimed = jobs.claim(session, self.name, limit=self.batch_size, lease=self.lease)
+        outcomes: list[Outcome] = []
+        for index, job in enumerate(claimed):
+            if self.stopping.is_set():
+                with self.database.sessions() as session:
+                    for unstarted in claimed[index:]:
+                        jobs.release(session, unstarted)
+                break
+            outcomes.append(self._run(job))
+        return outcomes
+
+    def run(self) -> None:
+        """Loop until :meth:`stop`."""
+        log.info("worker %s started", self.name)
+        while not self.stopping.is_set():
+            try:
+                outcomes = self.run_once()
+            except Exception:  # the database went away for a moment: log, wait, try again
+                log.exception("worker %s: iteration failed", self.name)
+                outcomes = []
+            if not outcomes:
+                self.stopping.wait(self.poll_interval)
+        log.info("worker %s stopped", self.name)
+
+    def _run(self, job: ClaimedJob) -> Outcome:
+        try:
+            result = self.process(job)
+        except JobFailed as exc:
+            return self._failed(job, exc.code, exc.message, retryable=exc.retryable)
+        except Exception as exc:  # a bug or a database error: logged, retried like a transient failure
+            log.exception("job %s (host %s) failed", job.id, job.host_id)
+            return self._failed(job, "internal-error", f"{type(exc).__name__}: {exc}", retryable=True)
+        with self.database.sessions() as session:
+            done = jobs.complete(
+                session, job, report_id=result.get("report_id"), reused=bool(result.get("reused")),
+                basis_digest=result.get("basis_digest"), result=result,
+            )  # fmt: skip
+        return Outcome(job.id, "done" if done else "lost", result)
+
+    def _failed(self, job: ClaimedJob, code: str, message: str, *, retryable: bool) -> Outcome:
+        log.warning("job %s (host %s) attempt %d: %s: %s", job.id, job.host_id, job.attempts, code, message)
+        with self.database.sessions() as session:
+            status = jobs.fail(session, job, code, message, retryable=retryable)
+        return Outcome(job.id, status or "lost", {}, code)

@@ -11,7 +11,8 @@ quote does not verify; 409 ``flavor-signature-invalid`` for a stored flavor that
 (one whose signature merely fails is evaluated, and FlavorTrusted says so in the report).
 
 The asynchronous queue, the refresh of reports before they expire and the re-use of a report for
-unchanged evidence are not done yet.
+unchanged evidence live in :mod:`secl.central.hvs.jobs` and :mod:`secl.central.hvs.worker` (``secl-central
+worker``); this synchronous route always evaluates afresh.
 """
 
 from __future__ import annotations

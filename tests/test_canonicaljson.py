@@ -118,3 +118,17 @@ json_values = st.recursive(
 def test_canonical_form_is_a_fixed_point_and_parses_back(value: object) -> None:
     data = canonicalize(value)
     assert canonicalize(json.loads(data)) == data
+
+
+def _reference_quote(text: str) -> str:
+    # RFC 8785 §3.2.2.2 spelled out character by character: the oracle for the fast encoder.
+    short = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+    out = []
+    for ch in text:
+        out.append(short.get(ch) or (f"\\u{ord(ch):04x}" if ch < " " else ch))
+    return '"' + "".join(out) + '"'
+
+
+@given(st.text())
+def test_string_escaping_matches_the_rfc_rules(text: str):
+    assert canonicalize(text) == _reference_quote(text).encode("utf-8")

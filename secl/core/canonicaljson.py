@@ -17,6 +17,7 @@ that is lossy for such integers, but deterministic, which is what a signature ne
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
@@ -32,15 +33,6 @@ class CanonicalJSONError(EvidenceError):
     code = "canonical-json-invalid"
 
 
-_SHORT_ESCAPES = {
-    '"': '\\"',
-    "\\": "\\\\",
-    "\b": "\\b",
-    "\t": "\\t",
-    "\n": "\\n",
-    "\f": "\\f",
-    "\r": "\\r",
-}
 
 
 def canonicalize(value: object) -> bytes:
@@ -97,17 +89,13 @@ def _utf16_key(name: str) -> bytes:
 
 
 def _quote(text: str) -> str:
-    chars = ['"']
-    for ch in text:
-        escaped = _SHORT_ESCAPES.get(ch)
-        if escaped is not None:
-            chars.append(escaped)
-        elif ch < " ":
-            chars.append(f"\\u{ord(ch):04x}")
-        else:
-            chars.append(ch)
-    chars.append('"')
-    return "".join(chars)
+    # RFC 8785 §3.2.2.2 escapes exactly what json.dumps(ensure_ascii=False) escapes: '"', '\\', the
+    # short forms \b \t \n \f \r and other controls below U+0020 as lower-case \u00xx, nothing else.
+    # The C encoder is ~20x faster than a character loop, and flavors are canonicalized on every check.
+    return _json_string(text)
+
+
+_json_string = json.JSONEncoder(ensure_ascii=False).encode
 
 
 def format_number(number: int | float) -> str:

@@ -96,7 +96,14 @@ class SeclTypeNamer:
 def _printable(text: str) -> str:
     # Go's unicode.IsPrint and str.isprintable agree: letters, marks, numbers, punctuation, symbols and
     # the ASCII space. Undecodable bytes became U+FFFD, which both count as printable.
+    if text.isprintable():  # the common case, decided in C
+        return text
+    if text.isascii():  # ASCII's non-printables are exactly the controls: delete them in C
+        return text.translate(_ASCII_CONTROLS)
     return "".join(c for c in text if c.isprintable())
+
+
+_ASCII_CONTROLS = dict.fromkeys([*range(0x20), 0x7F])
 
 
 def _text(data: bytes) -> str:

@@ -33,8 +33,6 @@ class CanonicalJSONError(EvidenceError):
     code = "canonical-json-invalid"
 
 
-
-
 def canonicalize(value: object) -> bytes:
     """Return the RFC 8785 canonical UTF-8 bytes of a JSON value built from dict/list/str/int/float/bool/None."""
     parts: list[str] = []

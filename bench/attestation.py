@@ -48,7 +48,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
@@ -81,6 +81,7 @@ from secl.core.pcrevents import thaw  # noqa: E402
 from secl.core.quote import secl_qualifying_data, verify_quote  # noqa: E402
 from secl.core.tpm import load_ak_public  # noqa: E402
 from secl.core.trustreport import TrustAnchors, build_trust_report  # noqa: E402
+from secl.core.verifymemo import VerificationMemo  # noqa: E402
 from tests.corpus import corpus_path  # noqa: E402
 from tests.swtpm import manufacture, start_swtpm  # noqa: E402
 
@@ -141,6 +142,8 @@ class Anchors:
     root: pki.Issuer
     report_signer: pki.Issuer
     report_kid: str
+    # The central keeps one per application: signature checks that passed, remembered across reports.
+    memo: VerificationMemo = field(default_factory=VerificationMemo)
 
 
 def record_evidence(work: Path, privacy_ca: pki.Issuer, log_name: str) -> Recorded:
@@ -270,11 +273,11 @@ def report_once(recorded: Recorded, anchors: Anchors, store: ReportStore) -> boo
         signed = SignedFlavor(
             parse_flavor(document), signature, MappingProxyType({"signature_scheme": scheme})
         )
-        verify_flavor_signature(signed, anchors.flavor_signer.certificate)
+        verify_flavor_signature(signed, anchors.flavor_signer.certificate, memo=anchors.memo)
         flavors.append(signed)
     trust = TrustAnchors(
         at=now, privacy_cas=(anchors.privacy_ca.certificate,), flavor_signing_cert=anchors.flavor_signer.certificate,
-        flavor_cas=(anchors.root.certificate,), flavor_intermediates=(anchors.root.certificate,),
+        flavor_cas=(anchors.root.certificate,), flavor_intermediates=(anchors.root.certificate,), memo=anchors.memo,
     )  # fmt: skip
     report = build_trust_report(
         flavors, manifest, trust, match_policy=MATCH_POLICY, required_parts=REQUIRED_PARTS

@@ -41,6 +41,7 @@ from secl.core.flavorsign import (
     verify_flavor_signature,
 )
 from secl.core.pcrevents import thaw
+from secl.core.verifymemo import VerificationMemo
 
 log = logging.getLogger("secl.central.hvs")
 
@@ -103,7 +104,7 @@ def verified(app: Flask, row: StoredFlavor) -> SignedFlavor:
     if signed.flavor.id != row.id:
         raise _invalid(row, f"its meta.id is {signed.flavor.id}")
     try:
-        verify_flavor_signature(signed, flavor_signer(app).certificate)
+        verify_flavor_signature(signed, flavor_signer(app).certificate, memo=verification_memo(app))
     except FlavorSignatureError as exc:
         raise _invalid(row, exc.message) from None
     return signed
@@ -288,3 +289,12 @@ def store_flavors(session: Session, app: Flask, body: FlavorCreate, *, actor: st
             groupstore.link_flavor(session, group, row.id)
         rows.append(row)
     return rows
+
+
+def verification_memo(app: Flask) -> VerificationMemo:
+    """The app's memo of signature checks that passed (flavors, certificate chains): a flavor is verified
+    before every use, and an unchanged flavor verifies from the memo instead of by a new ECDSA check."""
+    memo = app.extensions.get("secl.verification-memo")
+    if memo is None:
+        memo = app.extensions["secl.verification-memo"] = VerificationMemo()
+    return memo

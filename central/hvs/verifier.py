@@ -214,7 +214,7 @@ def trust_anchors(app: Flask, at: datetime) -> TrustAnchors:
     signer = flavorstore.flavor_signer(app)
     return TrustAnchors(
         at=at, privacy_cas=(privacy_ca(app).issuer.certificate,), flavor_signing_cert=signer.certificate,
-        flavor_cas=signer.chain[1:], flavor_intermediates=signer.chain[1:],
+        flavor_cas=signer.chain[1:], flavor_intermediates=signer.chain[1:], memo=flavorstore.verification_memo(app),
     )  # fmt: skip
 
 

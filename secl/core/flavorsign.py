@@ -30,6 +30,7 @@ from secl.core.canonicaljson import canonicalize
 from secl.core.errors import EvidenceError
 from secl.core.flavor import Flavor, SignedFlavor
 from secl.core.pcrevents import thaw
+from secl.core.verifymemo import VerificationMemo, flavor_signature_key
 
 __all__ = [
     "NIL_UUID",
@@ -105,7 +106,12 @@ def _decode_signature(signed: SignedFlavor) -> bytes:
         raise FlavorSignatureError(f"flavor {signed.flavor.id}: signature is not base64") from None
 
 
-def verify_flavor_signature(signed: SignedFlavor, public_key_or_cert: PublicKey | x509.Certificate) -> None:
+def verify_flavor_signature(
+    signed: SignedFlavor,
+    public_key_or_cert: PublicKey | x509.Certificate,
+    *,
+    memo: VerificationMemo | None = None,
+) -> None:
     """Verify a flavor signed with our scheme; raise :class:`FlavorSignatureError` if it does not verify.
 
     A certificate is used for its key only: whether the certificate itself is trusted is the caller's
@@ -118,6 +124,14 @@ def verify_flavor_signature(signed: SignedFlavor, public_key_or_cert: PublicKey 
             "(a SecL-signed flavor can only be checked with check_secl_signature)",
             code="flavor-signature-scheme",
         )
+    if memo is not None:
+        key_id = flavor_signature_key(signed.flavor.to_json(), signed.signature, public_key_or_cert)
+        memo.check(key_id, lambda: _verify_signature(signed, public_key_or_cert))
+    else:
+        _verify_signature(signed, public_key_or_cert)
+
+
+def _verify_signature(signed: SignedFlavor, public_key_or_cert: PublicKey | x509.Certificate) -> None:
     sig = _decode_signature(signed)
     key = _public_key(public_key_or_cert)
     payload = flavor_signing_payload(signed.flavor)

@@ -27,6 +27,7 @@ from secl.core.flavorsign import (
 )
 from secl.core.hostmanifest import HostManifest
 from secl.core.rules import Fault, FaultName, RuleName, RuleResult
+from secl.core.verifymemo import VerificationMemo, certificate_key
 
 __all__ = [
     "AikCertificateTrusted",
@@ -49,15 +50,17 @@ def chains_to(
     anchors: Sequence[x509.Certificate],
     at: datetime,
     intermediates: Sequence[x509.Certificate] = (),
+    memo: VerificationMemo | None = None,
 ) -> bool:
     """True if ``cert`` is signed, through valid ``intermediates``, by one of ``anchors``, all valid at ``at``."""
     current = cert
     for _ in range(_MAX_DEPTH):
         for anchor in anchors:
-            if _issued_by(current, anchor) and _valid_at(anchor, at):
+            if _issued_by(current, anchor, memo) and _valid_at(anchor, at):
                 return True
         parent = next(
-            (c for c in intermediates if c != current and _issued_by(current, c) and _valid_at(c, at)), None
+            (c for c in intermediates if c != current and _issued_by(current, c, memo) and _valid_at(c, at)),
+            None,
         )
         if parent is None:
             return False
@@ -65,9 +68,14 @@ def chains_to(
     return False
 
 
-def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+def _issued_by(
+    cert: x509.Certificate, issuer: x509.Certificate, memo: VerificationMemo | None = None
+) -> bool:
     try:
-        cert.verify_directly_issued_by(issuer)
+        if memo is None:
+            cert.verify_directly_issued_by(issuer)
+        else:
+            memo.check(certificate_key(cert, issuer), lambda: cert.verify_directly_issued_by(issuer))
     except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
         # Wrong signer, issuer-name mismatch, or a key type that cannot have signed it: not this issuer.
         return False
@@ -92,6 +100,7 @@ class AikCertificateTrusted:
     marker: str
     at: datetime
     name: str = RuleName.AIK_CERTIFICATE_TRUSTED
+    memo: VerificationMemo | None = field(default=None, compare=False)
 
     def apply(self, manifest: HostManifest) -> RuleResult:
         fault = None
@@ -115,7 +124,7 @@ class AikCertificateTrusted:
                     FaultName.AIK_CERTIFICATE_NOT_YET_VALID,
                     "AIK certificate",
                 )
-                if fault is None and not chains_to(aik, self.privacy_cas, self.at):
+                if fault is None and not chains_to(aik, self.privacy_cas, self.at, memo=self.memo):
                     fault = Fault(
                         FaultName.AIK_CERTIFICATE_NOT_TRUSTED,
                         f"AIK certificate (issuer '{aik.issuer.rfc4514_string()}') is not signed by any trusted CA",
@@ -139,6 +148,7 @@ class FlavorTrusted:
     at: datetime
     intermediates: tuple[x509.Certificate, ...] = field(default=())
     name: str = RuleName.FLAVOR_TRUSTED
+    memo: VerificationMemo | None = field(default=None, compare=False)
 
     def apply(self, manifest: HostManifest) -> RuleResult:
         return RuleResult(self.name, (self.marker,), tuple(self._faults()))
@@ -160,7 +170,7 @@ class FlavorTrusted:
                 )
             ]
         if not _valid_at(self.signing_cert, self.at) or not chains_to(
-            self.signing_cert, self.ca_certs, self.at, self.intermediates
+            self.signing_cert, self.ca_certs, self.at, self.intermediates, self.memo
         ):
             return [
                 Fault(
@@ -171,7 +181,7 @@ class FlavorTrusted:
             ]
         if self.signed.extra.get("signature_scheme") == SIGNATURE_SCHEME:
             try:
-                verify_flavor_signature(self.signed, self.signing_cert)
+                verify_flavor_signature(self.signed, self.signing_cert, memo=self.memo)
             except FlavorSignatureError as exc:
                 return [
                     Fault(

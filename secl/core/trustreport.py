@@ -57,6 +57,7 @@ from secl.core.rules_trust import (
     TagCertificateTrusted,
     tag_certificate_der,
 )
+from secl.core.verifymemo import VerificationMemo
 
 __all__ = [
     "DEFAULT_MATCH_POLICY",
@@ -100,6 +101,8 @@ class TrustAnchors:
     flavor_intermediates: tuple[x509.Certificate, ...] = ()
     tag_cas: tuple[x509.Certificate, ...] = ()
     check_flavor_signatures: bool = True
+    # Remembers signature checks that passed, across reports (see secl.core.verifymemo); None: check all.
+    memo: VerificationMemo | None = None
 
 
 def resolve_vendor(flavor: Flavor, manifest: HostManifest) -> str:
@@ -128,7 +131,7 @@ def _required_rules(vendor: str, flavor: Flavor, trust: TrustAnchors) -> list[Ru
     part = flavor.flavor_part
     if vendor == "INTEL":
         if part in ("PLATFORM", "OS", "HOST_UNIQUE"):
-            return [AikCertificateTrusted(trust.privacy_cas, part, trust.at)]
+            return [AikCertificateTrusted(trust.privacy_cas, part, trust.at, memo=trust.memo)]
         if part == "ASSET_TAG":
             tag = tag_certificate_der(flavor)
             return [TagCertificateTrusted(tag, trust.tag_cas, part, trust.at), AssetTagMatches(tag, part)]
@@ -182,6 +185,7 @@ def rules_for_flavor(
                 part,
                 trust.at,
                 trust.flavor_intermediates,
+                memo=trust.memo,
             )
         )
     return policy, tuple(rules)

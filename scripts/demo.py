@@ -3,8 +3,9 @@
 Everything runs for real, through the commands an operator uses:
 1. `secl-central setup` and the central under gunicorn over TLS (SQLite, in a temporary directory);
 2. a swtpm whose PCRs get the measurements of a real OVMF boot (the corpus log's digests);
-3. `secl-trustagent setup` (TLS certificate and AIK enrollment through the Privacy CA) and `run` (mTLS);
-4. `secl hosts add`, `secl flavors import` (flavors from this golden host) and `secl report`: trusted;
+3. `secl-trustagent setup` (TLS certificate, AIK enrollment through the Privacy CA, host registration)
+   and `run` (mTLS);
+4. `secl flavors import` (flavors from this golden host) and `secl report`: trusted;
 5. a changed boot measurement (PCR 0 extended, as a modified firmware would) and `secl report`: untrusted,
    with the fault naming the PCR.
 Nothing is left running or written outside the temporary directory.
@@ -140,7 +141,9 @@ def main() -> int:
         token = run(str(BIN / "secl-central"), "create-enrollment-token", "--host", "localhost",
                     env=central_env, show=False).stdout.strip()  # fmt: skip
 
-        step("host: secl-trustagent setup (TLS certificate, AIK enrolled with the Privacy CA), then run")
+        step(
+            "host: secl-trustagent setup (TLS certificate, AIK enrolled with the Privacy CA, host registered), then run"
+        )
         agent_port = free_port()
         efivars = work / "efi/efivars"
         efivars.mkdir(parents=True)
@@ -176,18 +179,10 @@ def main() -> int:
         cleanup.callback(lambda: stop(agent))
         print(f"trust agent serving mTLS on 127.0.0.1:{agent_port}")
 
-        step("admin: register the host, import flavors from it (the golden host), attest it")
-        run(
-            secl,
-            "hosts",
-            "add",
-            "demo-host",
-            "--connection",
-            f"intel:https://localhost:{agent_port}",
-            env=env,
-        )
-        run(secl, "flavors", "import", "demo-host", env=env)
-        trusted = run(secl, "report", "demo-host", env=env, check=False)
+        step("admin: the host registered itself; import flavors from it (the golden host), attest it")
+        run(secl, "hosts", "list", env=env)
+        run(secl, "flavors", "import", "localhost", env=env)
+        trusted = run(secl, "report", "localhost", env=env, check=False)
         if trusted.returncode != 0:
             raise SystemExit(f"demo: the host should be trusted:\n{trusted.stderr}")
 
@@ -200,7 +195,7 @@ def main() -> int:
                 0, {HashAlg.SHA1: HashAlg.SHA1.hash(b"evil"), HashAlg.SHA256: HashAlg.SHA256.hash(b"evil")}
             )
         agent = start_agent()
-        untrusted = run(secl, "report", "demo-host", env=env, check=False)
+        untrusted = run(secl, "report", "localhost", env=env, check=False)
         if untrusted.returncode == 0:
             raise SystemExit("demo: the host should be untrusted after the firmware changed")
         print("\ndemo complete: trusted, then untrusted with the changed PCR named")

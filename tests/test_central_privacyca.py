@@ -536,3 +536,19 @@ def test_a_hosts_enrollment_token_enrolls_its_own_aik_only(
     )
     _error(unknown, 401, "token-invalid")
     tpm.flush(aik)
+
+
+def test_a_host_registers_only_itself_with_its_enrollment_token(
+    client: FlaskClient, admin_headers: dict[str, str]
+):
+    host = _enrollment_token(client, admin_headers, "host-1.example", ["tls", "aik"])
+    mine = {"host_name": "host-1.example", "connection_string": "intel:https://host-1.example:1443"}
+    assert client.post("/hvs/v2/hosts", json=mine, headers=host).status_code == 201
+    for other in (
+        {"host_name": "host-2.example", "connection_string": "intel:https://host-2.example:1443"},
+        {"host_name": "host-1.example", "connection_string": "intel:https://evil.example:1443"},
+    ):
+        _error(client.post("/hvs/v2/hosts", json=other, headers=host), 403, "enrollment-name-mismatch")
+    tls_only = _enrollment_token(client, admin_headers, "host-3.example", ["tls"])
+    third = {"host_name": "host-3.example", "connection_string": "intel:https://host-3.example:1443"}
+    _error(client.post("/hvs/v2/hosts", json=third, headers=tls_only), 403, "permission-denied")

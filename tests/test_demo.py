@@ -19,7 +19,7 @@ def test_the_demo_reports_trusted_then_untrusted_with_the_changed_pcr():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    assert "host demo-host: TRUSTED" in out
-    assert "host demo-host: UNTRUSTED" in out
+    assert "host localhost: TRUSTED" in out
+    assert "host localhost: UNTRUSTED" in out
     assert "PcrValueMismatchSHA256 (PCR 0 SHA256)" in out
     assert out.index(": TRUSTED") < out.index(": UNTRUSTED")

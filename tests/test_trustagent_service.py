@@ -213,6 +213,12 @@ def test_setup_gets_tls_and_aik_certificates_and_is_idempotent(
         (central_state.config.keys_dir / "privacy-ca.pem").read_bytes()
     )[0]
     aik_cert.verify_directly_issued_by(privacy_ca)
+    # ... and the host registered itself, under its own name, with the address the central will dial.
+    hosts = requests.get(
+        f"{live_central.url}/hvs/v2/hosts", params={"nameEqualTo": "localhost"},
+        headers=_admin_headers(live_central, central_state), verify=live_central.ca_file, timeout=30,
+    ).json()["hosts"]  # fmt: skip
+    assert len(hosts) == 1 and hosts[0]["connection_string"].startswith("intel:https://localhost:")
 
     # Nothing left to do: no token needed, nothing changed.
     at = args.index("--token")

@@ -28,8 +28,8 @@ MAX_TTL_SECONDS = 30 * 86400
 MAX_USES = 1000
 DEFAULT_KINDS = ("tls", "aik")
 #: What a host holding an enrollment token may do besides getting certificates, by token kind: "aik"
-#: lets it enroll its AIK with the Privacy CA (for its own host name only).
-HOST_PERMISSIONS = {"aik": ("HVS:aik:certify",)}
+#: lets it enroll its AIK with the Privacy CA and register itself as a host (its own name only).
+HOST_PERMISSIONS = {"aik": ("HVS:aik:certify", "HVS:hosts:create")}
 HOST_PRINCIPAL_PREFIX = "host:"
 
 _TTL = re.compile(r"^(\d+)([smhd]?)$")

@@ -8,9 +8,12 @@ status back to ``unknown``.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from secl.central import audit
+from secl.central.cms.enrollment import host_of
 from secl.central.endpoints import current_principal, endpoint
-from secl.central.errors import Conflict, NotFound
+from secl.central.errors import Conflict, Forbidden, NotFound
 from secl.central.hvs.groupstore import get_group, groups_by_name
 from secl.central.hvs.store_schemas import (
     HostCollection,
@@ -80,6 +83,7 @@ def _commit(session: Session, name: str) -> None:
                   "link it to flavor groups (default: automatic)")  # fmt: skip
 def create_host(body: HostCreate) -> HostOut:
     session, actor = db(), current_principal().username
+    _only_itself(body)
     _name_taken(session, body.host_name)
     groups = groups_by_name(session, body.flavorgroup_names)
     host = Host(name=body.host_name, connection_string=body.connection_string, description=body.description,
@@ -92,6 +96,19 @@ def create_host(body: HostCreate) -> HostOut:
                  connection_string=host.connection_string, flavorgroups=[g.name for g in groups])  # fmt: skip
     _commit(session, body.host_name)
     return _out(session, host)
+
+
+def _only_itself(body: HostCreate) -> None:
+    """A host registering itself with its enrollment token may register its own name and address only."""
+    host = host_of(current_principal())
+    if host is None:
+        return
+    address = urlsplit(body.connection_string.removeprefix("intel:")).hostname
+    if body.host_name != host or address != host:
+        raise Forbidden(
+            f"this enrollment token registers {host} only (not {body.host_name} at {address})",
+            code="enrollment-name-mismatch",
+        )
 
 
 @endpoint(bp, "/hosts", "GET", permission="HVS:hosts:search", query=HostSearch, response=HostCollection,

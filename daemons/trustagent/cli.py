@@ -246,6 +246,28 @@ def _aik(config: TrustAgentConfig, central_url: str, host: str, token: str | Non
     return True
 
 
+def _register(config: TrustAgentConfig, central_url: str, host: str, token: str | None, force: bool) -> bool:
+    """Register this host at the central under its own name; False (reported on stderr) if refused."""
+    from secl.trustagent.provisioning import AIKProvisioningError, register_host
+
+    _, port = config.listen_address()
+    record = {"central": central_url, "host_name": host, "connection_string": f"intel:https://{host}:{port}"}
+    state = config.state
+    if not force and state.registration.is_file() and json.loads(state.registration.read_text()) == record:
+        click.echo(f"host {host} already registered at {central_url}")
+        return True
+    try:
+        outcome = register_host(
+            central_url=central_url, state=config.state, host_name=host, port=port, token=token
+        )
+    except AIKProvisioningError as exc:
+        click.echo(f"setup incomplete [{exc.code}]: {exc}", err=True)
+        return False
+    state.registration.write_text(json.dumps(record))
+    click.echo(f"host {host} {outcome} at {central_url} (intel:https://{host}:{port})")
+    return True
+
+
 @cli.command()
 @click.option("--central", "central_url", default=None, help="The central's URL, e.g. https://central:8443 (default: central_url from the configuration).")  # fmt: skip
 @click.option("--ca-fingerprint", required=True, help="SHA-384 fingerprint of the central's root CA (hex, as `secl-central setup` prints it).")  # fmt: skip
@@ -287,6 +309,8 @@ def setup(
         raise click.ClickException(f"cannot reach the central at {central_url}: {exc}") from None
     _write(state.central, json.dumps({"url": central_url, "ca_fingerprint_sha384": fingerprint}).encode())
     if not _aik(config, central_url, host, token, force):
+        ctx.exit(EXIT_INCOMPLETE)
+    if not _register(config, central_url, host, token, force):
         ctx.exit(EXIT_INCOMPLETE)
     click.echo("setup complete")
 

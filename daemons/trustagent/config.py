@@ -97,6 +97,11 @@ class StateFiles:
         """The AIK certificate the central's Privacy CA issued (PEM), once provisioned."""
         return self.directory / "aik-cert.pem"
 
+    @property
+    def registration(self) -> Path:
+        """JSON: the host name and connection string this agent registered at the central."""
+        return self.directory / "registration.json"
+
 
 _PATH_KEYS = {f.name for f in fields(TrustAgentConfig) if f.type == "Path"}
 

@@ -114,3 +114,20 @@ def _b64(data: bytes) -> str:
 
 def _spki(key: Any) -> bytes:
     return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def register_host(
+    *, central_url: str, state: StateFiles, host_name: str, port: int, token: str | None
+) -> str:
+    """Register this host with the central (``POST /hvs/v2/hosts``) under its own name, with the
+    connection string the central uses to reach this agent; returns "registered" or "already registered"."""
+    if not token:
+        raise AIKProvisioningError("--token is needed to register the host", "enrollment-token-missing")
+    body = {"host_name": host_name, "connection_string": f"intel:https://{host_name}:{port}"}
+    try:
+        _post(central_url.rstrip("/") + "/hvs/v2/hosts", body, token, state)
+    except AIKProvisioningError as exc:
+        if exc.code in ("host-exists", "already-exists"):
+            return "already registered"
+        raise
+    return "registered"

@@ -400,6 +400,11 @@ def test_run_serves_mtls_signals_readiness_and_exits_0_on_sigterm(
             get("/v2/version", cert=None)
         with pytest.raises(requests.exceptions.ConnectionError):
             get("/v2/version", cert=tuple(map(str, other_ca_client(tmp_path))))  # type: ignore[arg-type]
+        # ... and, after the handshake, any certificate of the central's CA that is not the central's: here
+        # this host's own TLS certificate, which another enrolled host could hold the like of.
+        state = tmp_path / "state"
+        with pytest.raises(requests.exceptions.ConnectionError):
+            get("/v2/version", cert=(str(state / "tls-cert.pem"), str(state / "tls-key.pem")))
         assert get("/v2/host").json()["pcr_banks"] == ["SHA1", "SHA256"]  # still serving
     finally:
         running.process.send_signal(signal.SIGTERM)
@@ -414,6 +419,7 @@ def test_run_serves_mtls_signals_readiness_and_exits_0_on_sigterm(
     assert "Traceback" not in output, output
     assert "refused: [SSL: PEER_DID_NOT_RETURN_A_CERTIFICATE]" in output, output
     assert "refused: [SSL: CERTIFICATE_VERIFY_FAILED]" in output, output
+    assert "refused: its certificate is not the central's" in output, output
     assert "stopping" in output
 
 
@@ -434,6 +440,7 @@ def test_run_without_a_tpm_fails_fast_with_the_fault(tmp_path: Path) -> None:
     )  # fmt: skip
     pem = cert.public_bytes(serialization.Encoding.PEM)
     (state / "central-ca.pem").write_bytes(pem)
+    (state / "central-client.sha256").write_text("00" * 32 + "\n")
     (state / "tls-cert.pem").write_bytes(pem)
     (state / "tls-key.pem").write_bytes(
         key.private_bytes(

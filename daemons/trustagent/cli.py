@@ -13,9 +13,11 @@ import json
 import logging
 import os
 import socket
+import ssl
 import warnings
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import click
 import requests
@@ -64,8 +66,9 @@ def run(ctx: click.Context) -> None:
     from secl.trustagent.server import AgentTPM, MTLSServer, create_app, mtls_context, serve
 
     config = _config(ctx)
+    state = config.state
     missing = [
-        p for p in (config.state.central_ca, config.state.tls_cert, config.state.tls_key) if not p.is_file()
+        p for p in (state.central_ca, state.central_client, state.tls_cert, state.tls_key) if not p.is_file()
     ]
     if missing:
         raise click.ClickException(f"not set up ({missing[0]} is missing): run `secl-trustagent setup` first")
@@ -83,7 +86,8 @@ def run(ctx: click.Context) -> None:
     try:
         app = create_app(config, tpm)
         host, port = config.listen_address()
-        serve(MTLSServer(host, port, app, context))
+        allowed = frozenset(state.central_client.read_text().split())
+        serve(MTLSServer(host, port, app, context, allowed))
     finally:
         tpm.close()
 
@@ -163,6 +167,27 @@ def pin_central_ca(central_url: str, fingerprint: str, state: StateFiles, force:
     _write(state.central_ca, ca.public_bytes(serialization.Encoding.PEM))
     click.echo(f"pinned the central CA: {state.central_ca}")
     return ca
+
+
+def pin_central_client(central_url: str, state: StateFiles, ca: x509.Certificate) -> None:
+    """Pin the central's TLS key: the agent answers that client only (its certificate, issued by the pinned
+    CA, is what the central presents when it connects). Re-pinned on every setup."""
+    from secl.trustagent.server import client_key_sha256
+
+    url = urlsplit(central_url)
+    try:
+        pem = ssl.get_server_certificate((url.hostname or "", url.port or 443), timeout=_TIMEOUT)
+        cert = x509.load_pem_x509_certificate(pem.encode())
+        cert.verify_directly_issued_by(ca)
+    except (OSError, ValueError, TypeError, InvalidSignature) as exc:
+        raise click.ClickException(
+            f"the central at {central_url} does not present a certificate from its pinned CA: {exc}"
+        ) from None
+    _write(
+        state.central_client,
+        (client_key_sha256(cert.public_bytes(serialization.Encoding.DER)) + "\n").encode(),
+    )
+    click.echo(f"pinned the central's TLS key as the only client: {state.central_client}")
 
 
 def _tls_certificate_current(state: StateFiles, ca: x509.Certificate, host: str) -> bool:
@@ -302,6 +327,7 @@ def setup(
     state.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         ca = pin_central_ca(central_url, fingerprint, state, force)
+        pin_central_client(central_url, state, ca)
         obtain_tls_certificate(
             central_url=central_url, token=token, host=host, state=state, ca=ca, force=force
         )

@@ -98,6 +98,11 @@ class StateFiles:
         return self.directory / "aik-cert.pem"
 
     @property
+    def central_client(self) -> Path:
+        """The SHA-256 (hex) of the central's TLS key: the one client the agent answers (pinned by setup)."""
+        return self.directory / "central-client.sha256"
+
+    @property
     def registration(self) -> Path:
         """JSON: the host name and connection string this agent registered at the central."""
         return self.directory / "registration.json"

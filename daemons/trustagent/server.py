@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from secl.trustagent import hostinfo
 from secl.trustagent.config import AIK_HIERARCHY, AIK_KIND, TrustAgentConfig
 from secl.trustagent.tpm import TPMAdapter, TPMAttestation, TPMError, TPMKey
@@ -297,9 +299,14 @@ class MTLSServer(ThreadedWSGIServer):
     daemon_threads = False
     block_on_close = True
 
-    def __init__(self, host: str, port: int, app: AgentApp, context: ssl.SSLContext) -> None:
+    def __init__(
+        self, host: str, port: int, app: AgentApp, context: ssl.SSLContext, allowed_clients: frozenset[str]
+    ) -> None:
         super().__init__(host, port, app, handler=_Handler)
         self.ssl_context = context  # werkzeug reads it for wsgi.url_scheme and SSL_CLIENT_CERT
+        # SHA-256 of the keys of the clients served: the central's. Every enrolled host holds a certificate
+        # from the same CA, so chaining to it is not enough: another host must not read this one's TPM.
+        self.allowed_clients = allowed_clients
 
     def finish_request(self, request: Any, client_address: Any) -> None:  # runs in the connection's thread
         request.settimeout(HANDSHAKE_TIMEOUT)
@@ -309,9 +316,24 @@ class MTLSServer(ThreadedWSGIServer):
             log.warning("TLS handshake with %s refused: %s", client_address[0], exc)
             return
         try:
+            if client_key_sha256(connection.getpeercert(binary_form=True)) not in self.allowed_clients:
+                log.warning("client %s refused: its certificate is not the central's", client_address[0])
+                return
             super().finish_request(connection, client_address)
         finally:
             connection.close()
+
+
+def client_key_sha256(der: bytes | None) -> str:
+    """SHA-256 (hex) of a certificate's SubjectPublicKeyInfo; "" when there is no certificate."""
+    if not der:
+        return ""
+    spki = (
+        x509.load_der_x509_certificate(der)
+        .public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    return hashlib.sha256(spki).hexdigest()
 
 
 def notify(state: str) -> bool:

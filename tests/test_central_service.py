@@ -237,11 +237,12 @@ class Container:
         deadline = time.monotonic() + 60
         state = ""
         while time.monotonic() < deadline:
-            # Empty until the container's systemd listens on its control socket.
+            # Empty until the container's systemd listens on its control socket, and "offline" or
+            # "initializing" while it is still coming up (seen under load): keep waiting through those.
             state = self.run("systemctl", "is-system-running", "--wait", check=False).strip()
-            if state:
+            if state not in ("", "offline", "initializing", "starting"):
                 break
-            time.sleep(0.05)
+            time.sleep(0.1)
         assert state == "running", f"the container's systemd is {state!r}:\n{self.log.read_text()}"
 
     def show(self, unit: str, *properties: str) -> dict[str, str]:

@@ -48,3 +48,29 @@ def test_flavors_upload_list_export_and_groups(central: Central, tmp_path: Path)
     not_json.write_text("{")
     refused = central.run("flavors", "upload", str(not_json))
     assert refused.exit_code == 3 and refused.stderr.startswith("secl: error: ")
+
+
+def test_flavorgroups_create_show_and_delete(central: Central):  # noqa: F811
+    assert central.login().exit_code == 0
+    created = central.run(
+        "flavorgroups", "create", "rack-12", "--policy", "PLATFORM:ANY_OF:REQUIRED",
+        "--policy", "host_unique:latest:required_if_defined", "-o", "json",
+    )  # fmt: skip
+    assert created.exit_code == 0, created.output + created.stderr
+    shown = json.loads(central.run("flavorgroups", "show", "rack-12").stdout)
+    policies = {
+        p["flavor_part"]: p["match_policy"]
+        for p in shown["flavor_match_policy_collection"]["flavor_match_policies"]
+    }
+    assert policies == {
+        "PLATFORM": {"match_type": "ANY_OF", "required": "REQUIRED"},
+        "HOST_UNIQUE": {"match_type": "LATEST", "required": "REQUIRED_IF_DEFINED"},
+    }
+    bad = central.run("flavorgroups", "create", "x", "--policy", "PLATFORM:ANY_OF")
+    assert bad.exit_code == 3 and bad.stderr.startswith("secl: error: ")
+    wrong = central.run("flavorgroups", "create", "y", "--policy", "PLATFORM:SOME_OF:REQUIRED")
+    assert wrong.exit_code != 0 and "validation-failed" in wrong.stderr
+    assert central.run("flavorgroups", "delete", shown["id"]).exit_code == 0
+    default = json.loads(central.run("flavorgroups", "show", "automatic").stdout)
+    refused = central.run("flavorgroups", "delete", default["id"])
+    assert refused.exit_code != 0 and refused.stderr.startswith("secl: error: ")

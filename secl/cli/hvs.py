@@ -204,6 +204,41 @@ def flavorgroups_list(output: str) -> None:
     print_table(["ID", "NAME", "DEFAULT", "MATCH POLICIES"], rows)
 
 
+@flavorgroups_group.command("create")
+@click.argument("name")
+@click.option("--policy", "policies", multiple=True, required=True, metavar="PART:MATCH:REQUIRED",
+              help="A match policy, e.g. PLATFORM:ANY_OF:REQUIRED or HOST_UNIQUE:LATEST:REQUIRED_IF_DEFINED "
+                   "(repeatable, one per flavor part).")  # fmt: skip
+@output_option
+def flavorgroups_create(name: str, policies: tuple[str, ...], output: str) -> None:
+    """Create a flavor group with its match policies."""
+    parsed = []
+    for policy in policies:
+        parts = policy.split(":")
+        if len(parts) != 3:
+            raise InputError(
+                f"--policy {policy!r}: expected PART:MATCH:REQUIRED, e.g. PLATFORM:ANY_OF:REQUIRED"
+            )
+        part, match, required = (p.strip().upper() for p in parts)
+        parsed.append({"flavor_part": part, "match_policy": {"match_type": match, "required": required}})
+    with _client() as central:
+        _print_one(
+            central.post("/hvs/v2/flavorgroups", {"name": name, "flavor_match_policies": parsed}), output
+        )
+
+
+@flavorgroups_group.command("show")
+@click.argument("group")
+def flavorgroups_show(group: str) -> None:
+    """Show a flavor group, by id or name, as JSON."""
+    with _client() as central:
+        groups = central.get("/hvs/v2/flavorgroups")["flavorgroups"]
+    found = [g for g in groups if group in (g["id"], g["name"])]
+    if not found:
+        raise CentralError(f"no flavor group with the id or name {group!r} [not-found]")
+    print_json(found[0])
+
+
 @flavorgroups_group.command("delete")
 @click.argument("group_id")
 def flavorgroups_delete(group_id: str) -> None:

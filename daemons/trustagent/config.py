@@ -8,12 +8,12 @@ source (event logs, SMBIOS, EFI variables, os-release) are settings, so tests po
 
 from __future__ import annotations
 
-import os
-import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+
+from secl.settings import ConfigError, load_settings
 
 DEFAULT_CONFIG_PATH = Path("/etc/secl/trustagent.toml")
 ENV_PREFIX = "SECL_TRUSTAGENT_"
@@ -23,10 +23,6 @@ ENV_PREFIX = "SECL_TRUSTAGENT_"
 #: back without storing a key blob, and its Privacy CA certificate stays valid across restarts.
 AIK_KIND = "rsa"
 AIK_HIERARCHY = "endorsement"
-
-
-class ConfigError(Exception):
-    """The configuration cannot be used; the message says which key and why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,48 +104,18 @@ class StateFiles:
         return self.directory / "registration.json"
 
 
-_PATH_KEYS = {f.name for f in fields(TrustAgentConfig) if f.type == "Path"}
-
-
-def _coerce(key: str, value: Any) -> Any:
-    if not isinstance(value, str):
-        raise ConfigError(f"{key} must be a string, not {value!r}")
-    return Path(value) if key in _PATH_KEYS else value
-
-
-def _apply(config: TrustAgentConfig, values: Mapping[str, Any], source: str) -> TrustAgentConfig:
-    known = {f.name for f in fields(TrustAgentConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(f"{source}: unknown setting(s) {', '.join(unknown)}")
-    return replace(config, **{k: _coerce(k, v) for k, v in values.items()})
-
-
 def load_config(
     path: Path | None = None,
     environ: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> TrustAgentConfig:
     """Build the configuration; a missing default file is fine, a missing named file is an error."""
-    environ = os.environ if environ is None else environ
-    config = TrustAgentConfig()
-    named = path or (Path(environ[f"{ENV_PREFIX}CONFIG"]) if f"{ENV_PREFIX}CONFIG" in environ else None)
-    file = named or DEFAULT_CONFIG_PATH
-    if file.exists():
-        try:
-            values = tomllib.loads(file.read_text())
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{file}: not valid TOML: {exc}") from None
-        config = _apply(config, values, str(file))
-    elif named is not None:
-        raise ConfigError(f"{file}: no such configuration file")
-    from_env = {
-        key.removeprefix(ENV_PREFIX).lower(): value
-        for key, value in environ.items()
-        if key.startswith(ENV_PREFIX) and key != f"{ENV_PREFIX}CONFIG"
-    }
-    config = _apply(config, from_env, "environment")
-    if overrides:
-        config = _apply(config, overrides, "overrides")
+    config = load_settings(
+        TrustAgentConfig(), default_path=DEFAULT_CONFIG_PATH, env_prefix=ENV_PREFIX,
+        path=path, environ=environ, overrides=overrides,
+    )  # fmt: skip
     config.listen_address()
     return config
+
+
+__all__ = ["ConfigError", "StateFiles", "TrustAgentConfig", "load_config"]

@@ -290,10 +290,12 @@ def test_ek_public_must_be_the_certified_key(
     aik = tpm.create_ak("rsa")
     body = challenge_body(tpm.read_ek("rsa"), aik.public)
     body["ek_public"] = b64(tpm.read_ek("ecc").public)
-    _error(client.post(REQUEST, json=body, headers=admin_headers), 403, "ek-public-mismatch")
+    assert _error(client.post(REQUEST, json=body, headers=admin_headers), 403, "ek-public-mismatch")[
+        "message"
+    ]
     # A key that is not an EK at all (the AIK: a signing key).
     body["ek_public"] = b64(aik.public)
-    _error(client.post(REQUEST, json=body, headers=admin_headers), 400, "ek-not-acceptable")
+    assert _error(client.post(REQUEST, json=body, headers=admin_headers), 400, "ek-not-acceptable")["message"]
 
 
 # --- refusals: the AIK ----------------------------------------------------------------------------------------
@@ -360,7 +362,7 @@ def test_a_redeemed_challenge_cannot_be_replayed(
     aik = tpm.create_ak("rsa")
     enrollment = enroll(client, admin_headers, tpm, aik)
     replay = _answer(client, admin_headers, enrollment.challenge["challenge_id"], enrollment.secret)
-    _error(replay, 409, "challenge-used")
+    assert _error(replay, 409, "challenge-used")["message"]
 
 
 def test_an_expired_challenge_is_refused(
@@ -381,8 +383,8 @@ def test_an_expired_challenge_is_refused(
 
 
 def test_an_unknown_challenge_is_not_found(client: FlaskClient, admin_headers: dict[str, str]):
-    _error(_answer(client, admin_headers, "00000000-0000-4000-8000-000000000000", b"x" * 32), 404,
-           "challenge-not-found")  # fmt: skip
+    unknown = _answer(client, admin_headers, "00000000-0000-4000-8000-000000000000", b"x" * 32)
+    assert _error(unknown, 404, "challenge-not-found")["message"]
 
 
 def test_a_challenge_is_bound_to_the_tpm_holding_the_aik(

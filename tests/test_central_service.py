@@ -266,7 +266,7 @@ def _systemd_command_line(argv: list[str]) -> str:
 @pytest.fixture
 def container(tmp_path: Path) -> Iterator[Container]:
     if os.geteuid() != 0:
-        pytest.skip("systemd-nspawn needs root")
+        pytest.fail("systemd-nspawn needs root: run the test suite as root (as CI does)")
     if shutil.which("systemd-nspawn") is None:
         pytest.fail("systemd-nspawn is not installed (Debian package systemd-container)")
     if not Path("/usr/bin/python3").exists() or subprocess.run(
@@ -275,7 +275,10 @@ def container(tmp_path: Path) -> Iterator[Container]:
         capture_output=True,
         text=True,
     ).stdout.strip() != str(sys.version_info[:2]):
-        pytest.skip("the venv's Python differs from /usr/bin/python3: its compiled packages cannot be reused")
+        pytest.fail(
+            "the venv's Python differs from /usr/bin/python3 in its minor version, so the container cannot "
+            "reuse its compiled packages: create .venv with the system's Python 3 minor version"
+        )
     runner = _container_python(
         "sys.argv[0] = 'gunicorn'; import runpy; runpy.run_module('gunicorn', run_name='__main__')"
     )

@@ -466,8 +466,11 @@ DECODERS: list[Callable[[bytes], object]] = [
 ]
 
 
-def _run_all(data: bytes) -> None:
+def _run_all(data: bytes) -> int:
+    """Run every decoder on ``data``; return how many answered (a result or EventLogError, nothing else)."""
+    answered = 0
     for decoder in DECODERS:
+        answered += 1
         try:
             result = decoder(data)
         except EventLogError as exc:
@@ -475,24 +478,25 @@ def _run_all(data: bytes) -> None:
             continue
         if isinstance(result, efi.EFIVariable | efi.NoActionEvent | efi.StringEvent | efi.ImageLoadEvent):
             assert isinstance(result.describe(), str) and isinstance(result.as_dict(), dict)
+    return answered
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=300))
 def test_arbitrary_bytes_never_crash(data: bytes) -> None:
-    _run_all(data)
+    assert _run_all(data) == len(DECODERS)
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 255), st.integers(0, 255), st.binary(max_size=40)), max_size=6))
 def test_arbitrary_device_path_nodes_never_crash(nodes: list[tuple[int, int, bytes]]) -> None:
     path = b"".join(_node(t, s, body) for t, s, body in nodes)
-    _run_all(path)
+    assert _run_all(path) == len(DECODERS)
     wrapped = _variable("Boot0001", struct.pack("<IH", 1, len(path)) + "x\0".encode("utf-16-le") + path)
-    _run_all(wrapped)
+    assert _run_all(wrapped) == len(DECODERS)
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.integers(0, 2**64 - 1), st.integers(0, 2**64 - 1), st.binary(max_size=64))
 def test_arbitrary_variable_headers_never_crash(name_chars: int, data_size: int, tail: bytes) -> None:
-    _run_all(bytes(16) + struct.pack("<QQ", name_chars, data_size) + tail)
+    assert _run_all(bytes(16) + struct.pack("<QQ", name_chars, data_size) + tail) == len(DECODERS)

@@ -271,7 +271,11 @@ class Verdict:
     trusted: bool
     trust_report: dict[str, Any]
     flavors_trust: dict[str, Any]
-    parts: dict[str, bool]
+
+    @property
+    def parts(self) -> dict[str, bool]:
+        """Per flavor part, trusted or not (what the attestation result JWT carries)."""
+        return {part: bool(entry["trust"]) for part, entry in self.flavors_trust.items()}
 
 
 def judge(session: Session, app: Flask, host: Host, evidence: Evidence, at: datetime) -> Verdict:
@@ -288,7 +292,6 @@ def judge(session: Session, app: Flask, host: Host, evidence: Evidence, at: date
     trusted = bool(reports) and all(r.trusted for _, r in reports)
     results: list[Any] = []
     flavors_trust: dict[str, Any] = {}
-    parts: dict[str, bool] = {}
     for _group, report in reports:
         doc = report.to_json()
         results += doc["results"]
@@ -296,13 +299,12 @@ def judge(session: Session, app: Flask, host: Host, evidence: Evidence, at: date
             merged = flavors_trust.setdefault(part, {"trust": True, "rules": []})
             merged["trust"] = merged["trust"] and entry["trust"]
             merged["rules"] += entry["rules"]
-            parts[part] = merged["trust"]
     policy = " / ".join(sorted({r.policy_name for _, r in reports if r.policy_name}))
     return Verdict(
         trusted,
         {"policy_name": policy, "results": results, "trusted": trusted,
          "flavorgroups": [g.name for g, _ in reports]},
-        flavors_trust, parts,
+        flavors_trust,
     )  # fmt: skip
 
 
@@ -327,11 +329,17 @@ def report_signer(app: Flask) -> ReportSigner:
     return found
 
 
-def attest_host(session: Session, app: Flask, host: Host, *, actor: str) -> Report:
-    """Collect evidence from the host, judge it, sign and store the report (committed)."""
-    evidence = collect_evidence(session, app, host)
-    now = datetime.now(UTC).replace(microsecond=0)
-    verdict = judge(session, app, host, evidence, now)
+def add_signed_report(
+    session: Session,
+    app: Flask,
+    host: Host,
+    evidence: Evidence,
+    verdict: Verdict,
+    *,
+    now: datetime,
+    actor: str,
+) -> Report:
+    """Add the report row for ``verdict`` with its freshly signed attestation-result JWT (not committed)."""
     expires = now + REPORT_VALIDITY
     report_id = str(uuid.uuid4())
     manifest = evidence.built.manifest
@@ -343,16 +351,24 @@ def attest_host(session: Session, app: Flask, host: Host, *, actor: str) -> Repo
         report_id=report_id, evidence_digest=evidence.digest,
     )  # fmt: skip
     signer = report_signer(app)
-    token = sign_attestation_result(result, signer.key, signer.kid)
     row = Report(
         id=report_id, host_id=host.id, trusted=verdict.trusted, created_at=now, expires_at=expires,
         trust_report=verdict.trust_report, flavors_trust=verdict.flavors_trust,
-        host_manifest=host_manifest_to_json(manifest), evidence_digest=evidence.digest, jwt=token,
-        created_by=actor,
+        host_manifest=host_manifest_to_json(manifest), evidence_digest=evidence.digest,
+        jwt=sign_attestation_result(result, signer.key, signer.kid), created_by=actor,
     )  # fmt: skip
     session.add(row)
+    return row
+
+
+def attest_host(session: Session, app: Flask, host: Host, *, actor: str) -> Report:
+    """Collect evidence from the host, judge it, sign and store the report (committed)."""
+    evidence = collect_evidence(session, app, host)
+    now = datetime.now(UTC).replace(microsecond=0)
+    verdict = judge(session, app, host, evidence, now)
+    row = add_signed_report(session, app, host, evidence, verdict, now=now, actor=actor)
     audit.record(session, "report.created", actor=actor, outcome="success", target=host.name,
-                 host_id=host.id, report_id=report_id, trusted=verdict.trusted)  # fmt: skip
+                 host_id=host.id, report_id=row.id, trusted=verdict.trusted)  # fmt: skip
     session.commit()
-    log.info("report %s for host %s: %s", report_id, host.name, "trusted" if verdict.trusted else "UNTRUSTED")
+    log.info("report %s for host %s: %s", row.id, host.name, "trusted" if verdict.trusted else "UNTRUSTED")
     return row

@@ -45,8 +45,7 @@ from secl.central.store.hvs_report_models import Report
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from secl.core.attestation import AttestationResult, certificate_sha384, sign_attestation_result
-from secl.core.manifestbuild import host_manifest_to_json
+from secl.core.attestation import certificate_sha384
 
 log = logging.getLogger("secl.central.hvs.worker")
 
@@ -136,32 +135,20 @@ class ReportProcessor:
                 basis = basis_digest(session, self.app, host, evidence, now)
                 previous = self._reusable(session, host, evidence.digest, basis)
                 if previous is not None:
-                    trust_report, flavors_trust, trusted = (
-                        previous.trust_report,
-                        previous.flavors_trust,
-                        previous.trusted,
+                    verdict = verifier.Verdict(
+                        previous.trusted, previous.trust_report, previous.flavors_trust
                     )
                 else:
                     verdict = verifier.judge(session, self.app, host, evidence, now)
-                    trust_report, flavors_trust, trusted = (
-                        verdict.trust_report,
-                        verdict.flavors_trust,
-                        verdict.trusted,
-                    )
             except verifier.AgentFailed as exc:  # the agent may come back: retry later
                 raise JobFailed(exc.code, exc.message, retryable=True) from None
             except APIError as exc:  # evidence-invalid, flavor-signature-invalid: retrying will not help
                 detail = f" ({exc.details})" if exc.details else ""
                 raise JobFailed(exc.code, f"{exc.message}{detail}", retryable=False) from None
-            row = self._store(
-                session,
-                host=host,
-                evidence=evidence,
-                now=now,
-                trusted=trusted,
-                trust_report=trust_report,
-                flavors_trust=flavors_trust,
+            row = verifier.add_signed_report(
+                session, self.app, host, evidence, verdict, now=now, actor=self.actor
             )
+            trusted = verdict.trusted
             reused = previous is not None
             audit.record(session, "report.created", actor=self.actor, outcome="success", target=host.name,
                          host_id=host.id, report_id=row.id, trusted=trusted, job_id=job.id,
@@ -185,37 +172,6 @@ class ReportProcessor:
             select(ReportJob.basis_digest).where(ReportJob.report_id == latest.id, ReportJob.status == "done")
         )
         return latest if made_with == basis else None
-
-    def _store(
-        self,
-        session: Session,
-        *,
-        host: Host,
-        evidence: verifier.Evidence,
-        now: datetime,
-        trusted: bool,
-        trust_report: dict[str, Any],
-        flavors_trust: dict[str, Any],
-    ) -> Report:
-        expires = now + verifier.REPORT_VALIDITY
-        report_id = str(uuid.uuid4())
-        aik = evidence.built.manifest.aik_certificate
-        result = AttestationResult(
-            issuer=self.app.extensions["secl.config"].hostname, subject=host.hardware_uuid or "",
-            host_name=host.name, issued_at=int(now.timestamp()), expires_at=int(expires.timestamp()),
-            trusted=trusted, parts={part: bool(entry["trust"]) for part, entry in flavors_trust.items()},
-            aik_certificate_sha384=certificate_sha384(aik) if aik else "", report_id=report_id,
-            evidence_digest=evidence.digest,
-        )  # fmt: skip
-        signer = verifier.report_signer(self.app)
-        row = Report(
-            id=report_id, host_id=host.id, trusted=trusted, created_at=now, expires_at=expires,
-            trust_report=trust_report, flavors_trust=flavors_trust,
-            host_manifest=host_manifest_to_json(evidence.built.manifest), evidence_digest=evidence.digest,
-            jwt=sign_attestation_result(result, signer.key, signer.kid), created_by=self.actor,
-        )  # fmt: skip
-        session.add(row)
-        return row
 
 
 # --- the loop ---------------------------------------------------------------------------------------------

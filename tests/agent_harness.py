@@ -12,11 +12,15 @@ The helpers of tests/test_trustagent_service.py and tests/test_trustagent_api.py
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import requests
 from secl.trustagent.hostinfo import SECURE_BOOT_VARIABLE
 from secl.trustagent.tpm import TPMAdapter
@@ -123,3 +127,29 @@ def api(
 ) -> requests.Response:
     return requests.request(method, f"{live.url}{path}", headers=headers, verify=live.ca_file, timeout=120,
                             **kwargs)  # type: ignore[arg-type]  # fmt: skip
+
+
+@pytest.fixture
+def short_work() -> Iterator[Path]:
+    """A short temporary directory: the agent's readiness socket path must fit in 108 bytes."""
+    directory = Path(tempfile.mkdtemp(prefix="secl-agent-"))
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def golden(
+    live_central: LiveCentral,
+    central_state: CentralState,
+    swtpm: RunningSwtpm,
+    tmp_path: Path,
+    short_work: Path,
+) -> Iterator[ProvisionedAgent]:
+    """A provisioned, running agent on a swtpm that booted the OVMF log (the golden host of the tests)."""
+    provisioned = provision_agent(live_central, central_state, swtpm, tmp_path, short_work)
+    try:
+        yield provisioned
+    finally:
+        provisioned.stop()
+        output = provisioned.output()
+        assert "Traceback" not in output, output

@@ -23,12 +23,9 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import jwt as pyjwt
@@ -48,38 +45,13 @@ from secl.central.store.hvs_report_models import Report
 
 from secl.core.attestation import verify_attestation_result
 from secl.core.hashalg import HashAlg
-from tests.agent_harness import HARDWARE_UUID, ProvisionedAgent, admin_headers, api, provision_agent
+from tests.agent_harness import HARDWARE_UUID, ProvisionedAgent, admin_headers, api
 from tests.central_fixtures import CentralState
 from tests.live_central import LiveCentral
-from tests.swtpm import RunningSwtpm
 
 pytestmark = pytest.mark.swtpm
 
 CHANGED_BOOT = {HashAlg.SHA1: b"\x04" * 20, HashAlg.SHA256: b"\x04" * 32}
-
-
-@pytest.fixture
-def short_work() -> Iterator[Path]:
-    directory = Path(tempfile.mkdtemp(prefix="secl-e2e-"))  # a unix socket path must fit in 108 bytes
-    yield directory
-    shutil.rmtree(directory, ignore_errors=True)
-
-
-@pytest.fixture
-def golden(
-    live_central: LiveCentral,
-    central_state: CentralState,
-    swtpm: RunningSwtpm,
-    tmp_path: Path,
-    short_work: Path,
-) -> Iterator[ProvisionedAgent]:
-    provisioned = provision_agent(live_central, central_state, swtpm, tmp_path, short_work)
-    try:
-        yield provisioned
-    finally:
-        provisioned.stop()
-        output = provisioned.output()
-        assert "Traceback" not in output, output
 
 
 @pytest.fixture

@@ -17,9 +17,7 @@ machine with Secure Boot on) and its agent serves that log. The report must be u
 from __future__ import annotations
 
 import json
-import shutil
 import signal
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +26,7 @@ import pytest
 
 from secl.core.eventlog import parse_event_log
 from secl.core.hashalg import HashAlg
-from tests.agent_harness import ProvisionedAgent, admin_headers, api, provision_agent
+from tests.agent_harness import ProvisionedAgent, admin_headers, api
 from tests.central_fixtures import CentralState
 from tests.corpus import corpus_path
 from tests.live_central import LiveCentral
@@ -39,30 +37,6 @@ pytestmark = pytest.mark.swtpm
 
 # A real machine's UEFI boot (Secure Boot on), agile sha1+sha256: PCRs 0-2, 4-9 differ from the OVMF boot's.
 OTHER_FIRMWARE_LOG = "tcglog-parser/testdata/binary_bios_measurements"
-
-
-@pytest.fixture
-def short_work() -> Iterator[Path]:
-    directory = Path(tempfile.mkdtemp(prefix="secl-fw-"))  # a unix socket path must fit in 108 bytes
-    yield directory
-    shutil.rmtree(directory, ignore_errors=True)
-
-
-@pytest.fixture
-def golden(
-    live_central: LiveCentral,
-    central_state: CentralState,
-    swtpm: RunningSwtpm,
-    tmp_path: Path,
-    short_work: Path,
-) -> Iterator[ProvisionedAgent]:
-    provisioned = provision_agent(live_central, central_state, swtpm, tmp_path, short_work)
-    try:
-        yield provisioned
-    finally:
-        provisioned.stop()
-        output = provisioned.output()
-        assert "Traceback" not in output, output
 
 
 @pytest.fixture

@@ -17,11 +17,9 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -45,10 +43,9 @@ from secl.central.store.hvs_report_models import Report
 from sqlalchemy import select, text
 
 from secl.core.attestation import verify_attestation_result
-from tests.agent_harness import HARDWARE_UUID, ProvisionedAgent, admin_headers, api, provision_agent
+from tests.agent_harness import HARDWARE_UUID, ProvisionedAgent, admin_headers, api
 from tests.central_fixtures import CentralState
 from tests.live_central import LiveCentral, _toml
-from tests.swtpm import RunningSwtpm
 from tests.test_central_attestation_e2e import CHANGED_BOOT
 
 UNREACHABLE = "intel:https://127.0.0.1:1"
@@ -337,28 +334,6 @@ def test_cli_worker_once_and_sigterm(central_state: CentralState, central_app: F
 
 
 # --- end to end with a real trust agent ---------------------------------------------------------------------
-
-
-@pytest.fixture
-def short_work() -> Iterator[Path]:
-    directory = Path(tempfile.mkdtemp(prefix="secl-rq-"))  # a unix socket path must fit in 108 bytes
-    yield directory
-    shutil.rmtree(directory, ignore_errors=True)
-
-
-@pytest.fixture
-def golden(
-    live_central: LiveCentral,
-    central_state: CentralState,
-    swtpm: RunningSwtpm,
-    tmp_path: Path,
-    short_work: Path,
-) -> Iterator[ProvisionedAgent]:
-    provisioned = provision_agent(live_central, central_state, swtpm, tmp_path, short_work)
-    try:
-        yield provisioned
-    finally:
-        provisioned.stop()
 
 
 @pytest.mark.swtpm

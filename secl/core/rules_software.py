@@ -3,22 +3,22 @@ XmlMeasurementsDigestEquals, XmlMeasurementLogIntegrity, XmlMeasurementLogEquals
 
 A measurement log is SecL's ``lib:wml:measurements:1.0`` XML: ``<Measurement Label Uuid DigestAlg>`` holding
 ``File``/``Dir``/``Symlink`` elements (attribute ``Path``, text = hex digest) in measurement order and a
-``CumulativeHash``: a SHA-384 chain from zeros over those digests. The initrd extends SHA-256(cumulative)
+``CumulativeHash``: a chain from zeros over those digests in the DigestAlg. The initrd extends SHA-256(cumulative)
 into PCR 15 as an event tagged ``<Label>-<Uuid>``, which ties the XML to the quoted PCRs.
 
-The XML is parsed with ElementTree, which expands no external entities; a document with a DTD is refused.
+The XML is parsed by :mod:`secl.core.measurementlog` (defusedxml: DTDs and entities are refused).
 """
 
 from __future__ import annotations
 
 import hashlib
-import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from secl.core.flavor import Flavor
 from secl.core.hostmanifest import HostManifest
+from secl.core.measurementlog import MeasurementLog, MeasurementLogError, parse_measurement_xml
 from secl.core.rules import Fault, FaultName, RuleName, RuleResult
 
 __all__ = [
@@ -29,53 +29,8 @@ __all__ = [
     "parse_measurement_xml",
 ]
 
-_TYPES = {
-    "File": "fileMeasurementType",
-    "Dir": "directoryMeasurementType",
-    "Symlink": "symlinkMeasurementType",
-}
 _MARKER = "SOFTWARE"
 _DEFAULT_PREFIXES = ("ISecL_Default_Application_Flavor", "ISecL_Default_Workload_Flavor")
-
-
-@dataclass(frozen=True)
-class MeasurementLog:
-    """One parsed measurement XML: its label, uuid, digest algorithm, ordered entries and cumulative hash."""
-
-    label: str
-    uuid: str
-    digest_alg: str
-    entries: tuple[Mapping[str, str], ...]  # {"type", "value", "Path", ...attributes}, in document order
-    cumulative_hash: str
-
-    def replay(self) -> str:
-        """The SHA-384 chain over the entries' digests, from zeros (what CumulativeHash should be)."""
-        value = bytes(48)
-        for entry in self.entries:
-            value = hashlib.sha384(value + bytes.fromhex(entry["value"])).digest()
-        return value.hex()
-
-
-def parse_measurement_xml(text: str) -> MeasurementLog:
-    """Parse one measurement XML; raise ValueError (caught by the rules as XmlMeasurementLogInvalid)."""
-    if "<!DOCTYPE" in text or "<!ENTITY" in text:
-        raise ValueError("measurement XML must not carry a DTD")
-    root = ET.fromstring(text)
-    if root.tag.rsplit("}", 1)[-1] != "Measurement":
-        raise ValueError(f"root element is {root.tag}, not Measurement")
-    entries = []
-    cumulative = ""
-    for child in root:
-        local = child.tag.rsplit("}", 1)[-1]
-        if local in _TYPES:
-            value = (child.text or "").strip()
-            bytes.fromhex(value)  # Raises ValueError for a non-hex digest.
-            entries.append({"type": _TYPES[local], "value": value, **child.attrib})
-        elif local == "CumulativeHash":
-            cumulative = (child.text or "").strip().lower()
-    return MeasurementLog(
-        root.get("Label", ""), root.get("Uuid", ""), root.get("DigestAlg", ""), tuple(entries), cumulative
-    )
 
 
 def _missing(flavor_id: str) -> Fault:
@@ -117,7 +72,7 @@ class XmlMeasurementsDigestEquals:
         for text in manifest.measurement_xmls:
             try:
                 log = parse_measurement_xml(text)
-            except (ValueError, ET.ParseError):
+            except MeasurementLogError:
                 faults.append(_invalid())
                 continue
             if log.digest_alg != self.digest_algorithm:
@@ -154,7 +109,7 @@ class XmlMeasurementLogIntegrity:
             return [_missing(self.flavor_id)]
         try:
             log = _log_for_flavor(manifest, self.flavor_id, self.flavor_label)
-        except (ValueError, ET.ParseError):
+        except MeasurementLogError:
             return [_invalid()]
         if log is None:
             return [_missing(self.flavor_id)]
@@ -247,12 +202,12 @@ class XmlMeasurementLogEquals:
             return [_missing(self.flavor_id)]
         try:
             log = _log_for_flavor(manifest, self.flavor_id, self.flavor_label)
-        except (ValueError, ET.ParseError):
+        except MeasurementLogError:
             return [_invalid()]
         if log is None:
             return [_missing(self.flavor_id)]
         expected = {(m["type"], m["Path"]): m for m in self.expected}
-        actual = {(m["type"], m["Path"]): m for m in log.entries}
+        actual = {(m["type"], m["Path"]): m for m in (e.as_flavor_measurement() for e in log.entries)}
         missing = [m for k, m in expected.items() if k not in actual]
         unexpected = [m for k, m in actual.items() if k not in expected]
         changed = [

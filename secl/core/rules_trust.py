@@ -1,4 +1,4 @@
-"""Certificate and signature rules: AikCertificateTrusted, FlavorTrusted, TagCertificateTrusted, AssetTagMatches.
+"""Certificate and signature rules: AikCertificateTrusted, FlavorTrusted (the asset-tag rules are in rules_assettag).
 
 Certificate checks take the evaluation time explicitly (``at``): the core reads no clock, reports can be
 re-evaluated for a past instant, and tests can use recorded evidence whose certificates have since expired.
@@ -8,9 +8,6 @@ on the path checked for validity at ``at``.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,7 +15,7 @@ from datetime import datetime
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 
-from secl.core.flavor import Flavor, SignedFlavor
+from secl.core.flavor import SignedFlavor
 from secl.core.flavorsign import (
     SIGNATURE_SCHEME,
     FlavorSignatureError,
@@ -31,11 +28,8 @@ from secl.core.verifymemo import VerificationMemo, certificate_key
 
 __all__ = [
     "AikCertificateTrusted",
-    "AssetTagMatches",
     "FlavorTrusted",
-    "TagCertificateTrusted",
     "chains_to",
-    "tag_certificate_der",
 ]
 
 _MAX_DEPTH = 6
@@ -194,77 +188,3 @@ class FlavorTrusted:
         if check.verified:
             return []
         return [Fault(failed, f"SecL signature of flavor {flavor_id} could not be verified: {check.detail}")]
-
-
-def tag_certificate_der(flavor: Flavor) -> bytes | None:
-    """The DER of an ASSET_TAG flavor's tag certificate (``external.asset_tag.tag_certificate.encoded``)."""
-    try:
-        encoded = flavor.external["asset_tag"]["tag_certificate"]["encoded"]  # type: ignore[index]
-        return base64.b64decode(encoded, validate=True)
-    except (KeyError, TypeError, binascii.Error):
-        return None
-
-
-@dataclass(frozen=True)
-class TagCertificateTrusted:
-    """The flavor's asset-tag certificate is valid at ``at`` and issued by a trusted Tag CA."""
-
-    tag_certificate: bytes | None
-    tag_cas: tuple[x509.Certificate, ...]
-    marker: str
-    at: datetime
-    name: str = RuleName.TAG_CERTIFICATE_TRUSTED
-
-    def apply(self, manifest: HostManifest) -> RuleResult:
-        fault = None
-        cert = None
-        if not self.tag_certificate:
-            fault = Fault(FaultName.TAG_CERTIFICATE_MISSING, "Tag certificate is missing from the flavor")
-        else:
-            try:
-                cert = x509.load_der_x509_certificate(self.tag_certificate)
-            except ValueError as exc:
-                fault = Fault(
-                    FaultName.TAG_CERTIFICATE_NOT_TRUSTED, f"Tag certificate cannot be parsed: {exc}"
-                )
-        if cert is not None:
-            fault = _validity_fault(
-                cert,
-                self.at,
-                FaultName.TAG_CERTIFICATE_EXPIRED,
-                FaultName.TAG_CERTIFICATE_NOT_YET_VALID,
-                "Tag certificate",
-            )
-            if fault is None and not chains_to(cert, self.tag_cas, self.at):
-                fault = Fault(
-                    FaultName.TAG_CERTIFICATE_NOT_TRUSTED, "Tag certificate is not signed by any trusted CA"
-                )
-        return RuleResult(self.name, (self.marker,), () if fault is None else (fault,))
-
-
-@dataclass(frozen=True)
-class AssetTagMatches:
-    """The SHA-384 the host has in its asset-tag NV index equals the digest of the flavor's tag certificate."""
-
-    tag_certificate: bytes | None
-    marker: str
-    name: str = RuleName.ASSET_TAG_MATCHES
-
-    def apply(self, manifest: HostManifest) -> RuleResult:
-        expected = hashlib.sha384(self.tag_certificate).digest() if self.tag_certificate else None
-        body = {"expected_tag": base64.b64encode(expected).decode() if expected else None}
-        fault = None
-        if expected is None:
-            fault = Fault(FaultName.ASSET_TAG_MISSING, "Asset tag certificate is missing from the flavor")
-        elif not manifest.asset_tag_digest:
-            fault = Fault(
-                FaultName.ASSET_TAG_NOT_PROVISIONED, "Host report does not include an asset tag digest"
-            )
-        elif manifest.asset_tag_digest != expected:
-            fault = Fault(
-                FaultName.ASSET_TAG_MISMATCH,
-                "Asset tag digest reported by the host does not match the flavor's tag certificate",
-                expected_value=expected.hex(),
-                actual_value=manifest.asset_tag_digest.hex(),
-            )
-        return RuleResult(self.name, (self.marker,), () if fault is None else (fault,), expected=body)

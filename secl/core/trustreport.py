@@ -39,6 +39,7 @@ from secl.core.rules import (
     RuleResult,
     bare_name,
 )
+from secl.core.rules_assettag import AssetTagMatches, TagCertificateTrusted, tag_certificate_der
 from secl.core.rules_pcr import (
     PcrEventLogEquals,
     PcrEventLogIncludes,
@@ -50,13 +51,7 @@ from secl.core.rules_software import (
     XmlMeasurementLogIntegrity,
     XmlMeasurementsDigestEquals,
 )
-from secl.core.rules_trust import (
-    AikCertificateTrusted,
-    AssetTagMatches,
-    FlavorTrusted,
-    TagCertificateTrusted,
-    tag_certificate_der,
-)
+from secl.core.rules_trust import AikCertificateTrusted, FlavorTrusted
 from secl.core.verifymemo import VerificationMemo
 
 __all__ = [

@@ -624,3 +624,27 @@ def test_bad_asset_tag_flavors_are_named(tag_ca: TagCA) -> None:
         code(lambda doc: doc["meta"]["description"].update(flavor_part="NOPE")) == "asset-tag-flavor-invalid"
     )
     assert parse_asset_tag_flavor(parse_flavor(good)).tag_certificate().hardware_uuid == HOST
+
+
+def test_times_from_2050_are_generalized_time() -> None:
+    ca = make_tag_ca(not_after=dt.datetime(2060, 1, 1, tzinfo=dt.UTC))
+    start, end = dt.datetime(2049, 12, 31, 23, 59, 59, tzinfo=dt.UTC), dt.datetime(2050, 1, 1, tzinfo=dt.UTC)
+    cert = ca.issue(not_before=start, not_after=end)
+    validity = ax509.Certificate.load(cert.der)["tbs_certificate"]["validity"]
+    assert (validity["not_before"].name, validity["not_after"].name) == ("utc_time", "general_time")
+    assert (cert.not_before, cert.not_after) == (start, end)
+    assert cert.to_secl_json()["not_after"] == "2050-01-01T00:00:00Z"
+
+
+def test_tag_ca_without_certificate_signing_is_refused() -> None:
+    key = ec.generate_private_key(ec.SECP384R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "not a CA")])
+    usage = x509.KeyUsage(True, False, False, False, False, False, False, False, False)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(1).not_valid_before(START).not_valid_after(END)
+        .add_extension(usage, critical=True).sign(key, hashes.SHA384())
+    )  # fmt: skip
+    with pytest.raises(TagCertificateError) as err:
+        TagCA(cert, key).issue()
+    assert err.value.code == "tag-ca-invalid"

@@ -101,7 +101,8 @@ _BAD_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 _SIGNATURE_OIDS = {"sha384_rsa": "1.2.840.113549.1.1.12", "sha384_ecdsa": "1.2.840.10045.4.3.3"}
 # Critical extensions a tag certificate may carry and we understand well enough not to refuse.
 _KNOWN_CRITICAL = frozenset({TAG_OID, "2.5.29.15", "2.5.29.19"})
-_UTC_TIME_LIMIT = 2050  # RFC 5280 4.1.2.5: UTCTime through 2049, GeneralizedTime from 2050.
+# RFC 5280 4.1.2.5: UTCTime for 1950 through 2049, GeneralizedTime outside.
+_UTC_TIME_FIRST, _UTC_TIME_LIMIT = 1950, 2050
 
 
 class AssetTagError(EvidenceError):
@@ -460,7 +461,7 @@ def parse_tag_certificate(data: bytes | str) -> TagCertificate:
 
 
 def _x509_time(when: datetime) -> ax509.Time:
-    if when.year < _UTC_TIME_LIMIT:
+    if _UTC_TIME_FIRST <= when.year < _UTC_TIME_LIMIT:
         return ax509.Time(name="utc_time", value=core.UTCTime(when))
     return ax509.Time(name="general_time", value=core.GeneralizedTime(when))
 
@@ -492,21 +493,20 @@ def _check_tag_ca(ca: x509.Certificate, key: object) -> None:
             "the Tag CA key does not belong to the Tag CA certificate", code="tag-ca-key-mismatch"
         )
     try:
-        constraints = ca.extensions.get_extension_for_class(x509.BasicConstraints).value
-        if not constraints.ca:
+        extensions = ca.extensions
+    except (x509.DuplicateExtension, ValueError) as exc:
+        raise TagCertificateError(
+            f"the Tag CA certificate cannot be read: {exc}", code="tag-ca-invalid"
+        ) from None
+    for ext in extensions:
+        if isinstance(ext.value, x509.BasicConstraints) and not ext.value.ca:
             raise TagCertificateError(
                 "the Tag CA certificate is not a CA (basicConstraints)", code="tag-ca-invalid"
             )
-    except x509.ExtensionNotFound:
-        pass
-    try:
-        usage = ca.extensions.get_extension_for_class(x509.KeyUsage).value
-        if not usage.key_cert_sign:
+        if isinstance(ext.value, x509.KeyUsage) and not ext.value.key_cert_sign:
             raise TagCertificateError(
                 "the Tag CA key may not sign certificates (keyUsage)", code="tag-ca-invalid"
             )
-    except x509.ExtensionNotFound:
-        pass
 
 
 def create_tag_certificate(

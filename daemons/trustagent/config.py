@@ -47,6 +47,10 @@ class TrustAgentConfig:
     efi_vars_dir: Path = Path("/sys/firmware/efi/efivars")
     os_release: Path = Path("/etc/os-release")
     msr_path: Path = Path("/dev/cpu/0/msr")
+    # Application measurements (secl-measure): the Measurement XMLs and the PCR 15 event log. /run is a
+    # fresh tmpfs every boot, like the PCRs, and the initrd's /run carries over to the booted system.
+    measurement_dir: Path = Path("/run/secl/measurements")
+    application_event_log: Path = Path("/run/secl/measure-log.json")
     log_level: str = "INFO"
 
     @property

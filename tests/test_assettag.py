@@ -56,6 +56,7 @@ from secl.core.hashalg import HashAlg
 from secl.core.pcrevents import thaw
 from secl.core.quote import secl_qualifying_data, verify_quote
 from secl.core.tpm import load_ak_public
+from secl.core.verifymemo import VerificationMemo
 from tests.corpus import corpus_bytes
 from tests.swtpm import RunningSwtpm
 
@@ -648,3 +649,19 @@ def test_tag_ca_without_certificate_signing_is_refused() -> None:
     with pytest.raises(TagCertificateError) as err:
         TagCA(cert, key).issue()
     assert err.value.code == "tag-ca-invalid"
+
+
+def test_memo_remembers_only_signatures_that_verified(tag_ca: TagCA) -> None:
+    memo = VerificationMemo()
+    cert = tag_ca.issue(TagSelection.of({"country": "DE"}))
+    for _ in range(2):
+        assert verify_tag_certificate(cert, [tag_ca.certificate], at=INSIDE, memo=memo) == cert
+    assert len(memo) == 1
+    forged = cert.der.replace(b"\x13\x02DE", b"\x13\x02FR")
+    assert _fails(forged, [tag_ca.certificate], memo=memo)[0] == "tag-certificate-untrusted"
+    # The memo never lets validity go unchecked.
+    assert (
+        _fails(cert, [tag_ca.certificate], memo=memo, at=END + dt.timedelta(days=1))[0]
+        == "tag-certificate-expired"
+    )
+    assert len(memo) == 1

@@ -50,6 +50,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from secl.core.errors import EvidenceError
 from secl.core.flavor import Flavor, FlavorError, parse_flavor
 from secl.core.pcrevents import EMPTY, freeze
+from secl.core.verifymemo import VerificationMemo, certificate_key
 
 __all__ = [
     "ASSET_TAG_NV_INDEX",
@@ -599,9 +600,12 @@ def create_tag_certificate(
 # --- Verification -----------------------------------------------------------------------------------------
 
 
-def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+def _issued_by(cert: x509.Certificate, ca: x509.Certificate, memo: VerificationMemo | None) -> bool:
     try:
-        cert.verify_directly_issued_by(ca)
+        if memo is None:
+            cert.verify_directly_issued_by(ca)
+        else:
+            memo.check(certificate_key(cert, ca), lambda: cert.verify_directly_issued_by(ca))
     except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
         return False
     return True
@@ -613,6 +617,7 @@ def verify_tag_certificate(
     *,
     at: datetime,
     hardware_uuid: str | None = None,
+    memo: VerificationMemo | None = None,
 ) -> TagCertificate:
     """Return the certificate if one of ``tag_cas`` issued it, it is valid at ``at`` and (with
     ``hardware_uuid``) it names that host; else raise :class:`TagVerificationError`.
@@ -622,14 +627,15 @@ def verify_tag_certificate(
     (``tag-certificate-expired``, TagCertificateExpired); already valid (``tag-certificate-not-yet-valid``,
     TagCertificateNotYetValid); issued for this host (``tag-certificate-wrong-host``,
     TagCertificateNotTrusted). The signature comes first because an untrusted certificate's dates are
-    whatever its maker wrote. Malformed input raises :class:`TagCertificateError`.
+    whatever its maker wrote. Malformed input raises :class:`TagCertificateError`. ``memo`` remembers
+    signatures that verified (the same certificate comes back with every report of a tagged host).
     """
     cert = certificate if isinstance(certificate, TagCertificate) else parse_tag_certificate(certificate)
     if not isinstance(at, datetime) or at.tzinfo is None or at.utcoffset() is None:
         raise AssetTagError(
             "the verification time must be a timezone-aware datetime", code="asset-tag-time-invalid"
         )
-    issuers = [ca for ca in tag_cas if _issued_by(cert.certificate, ca)]
+    issuers = [ca for ca in tag_cas if _issued_by(cert.certificate, ca, memo)]
     if not issuers:
         raise TagVerificationError(
             f"tag certificate (issuer '{cert.issuer}') is not signed by any trusted Tag CA",

@@ -25,7 +25,7 @@ import base64
 import binascii
 import hashlib
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -41,6 +41,7 @@ from secl.core.assettag import (
 from secl.core.flavor import Flavor
 from secl.core.hostmanifest import HostManifest
 from secl.core.rules import Fault, FaultName, RuleName, RuleResult
+from secl.core.verifymemo import VerificationMemo
 
 __all__ = ["AssetTagMatches", "TagCertificateTrusted", "tag_certificate_der"]
 
@@ -68,6 +69,7 @@ class TagCertificateTrusted:
     marker: str
     at: datetime
     name: str = RuleName.TAG_CERTIFICATE_TRUSTED
+    memo: VerificationMemo | None = field(default=None, compare=False)
 
     def apply(self, manifest: HostManifest) -> RuleResult:
         fault = self._fault(manifest)
@@ -81,7 +83,11 @@ class TagCertificateTrusted:
             )
         try:
             verify_tag_certificate(
-                self.tag_certificate, self.tag_cas, at=self.at, hardware_uuid=_host_uuid(manifest)
+                self.tag_certificate,
+                self.tag_cas,
+                at=self.at,
+                hardware_uuid=_host_uuid(manifest),
+                memo=self.memo,
             )
         except TagVerificationError as exc:
             return Fault(exc.fault_name, f"Tag certificate: {exc.message}")

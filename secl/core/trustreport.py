@@ -129,7 +129,10 @@ def _required_rules(vendor: str, flavor: Flavor, trust: TrustAnchors) -> list[Ru
             return [AikCertificateTrusted(trust.privacy_cas, part, trust.at, memo=trust.memo)]
         if part == "ASSET_TAG":
             tag = tag_certificate_der(flavor)
-            return [TagCertificateTrusted(tag, trust.tag_cas, part, trust.at), AssetTagMatches(tag, part)]
+            return [
+                TagCertificateTrusted(tag, trust.tag_cas, part, trust.at, memo=trust.memo),
+                AssetTagMatches(tag, part),
+            ]
         digest_alg = str(flavor.meta.description.get("digest_algorithm", "SHA384"))
         cumulative = flavor.software.cumulative_hash if flavor.software else None
         return [
@@ -138,7 +141,9 @@ def _required_rules(vendor: str, flavor: Flavor, trust: TrustAnchors) -> list[Ru
             XmlMeasurementLogEquals.from_flavor(flavor),
         ]
     if part == "ASSET_TAG":
-        return [TagCertificateTrusted(tag_certificate_der(flavor), trust.tag_cas, part, trust.at)]
+        return [
+            TagCertificateTrusted(tag_certificate_der(flavor), trust.tag_cas, part, trust.at, memo=trust.memo)
+        ]
     return []
 
 

@@ -665,3 +665,20 @@ def test_memo_remembers_only_signatures_that_verified(tag_ca: TagCA) -> None:
         == "tag-certificate-expired"
     )
     assert len(memo) == 1
+
+
+def test_every_corrupted_byte_is_a_named_error_or_a_certificate(tag_ca: TagCA) -> None:
+    der = tag_ca.issue(TagSelection.of({"country": "DE", "city": "Zürich"})).der
+    outcomes = set()
+    for i in range(len(der)):
+        for corrupt in (der[:i] + bytes([der[i] ^ 0xFF]) + der[i + 1 :], der[:i]):
+            try:
+                parsed = parse_tag_certificate(corrupt)
+            except TagCertificateError as exc:
+                outcomes.add(exc.code)
+                continue
+            # A corruption that still parses (e.g. inside the signature) must not verify.
+            with pytest.raises(TagVerificationError):
+                verify_tag_certificate(parsed, [tag_ca.certificate], at=INSIDE)
+            outcomes.add("parsed")
+    assert {"tag-certificate-malformed", "parsed"} <= outcomes

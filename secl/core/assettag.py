@@ -99,7 +99,6 @@ _PRINTABLE_READ = _PRINTABLE | {"*", "&"}
 # Control, format (bidi overrides, zero-width), surrogate, private-use, unassigned, line/paragraph separators:
 # all make a tag display differently from what it is.
 _BAD_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
-_SIGNATURE_OIDS = {"sha384_rsa": "1.2.840.113549.1.1.12", "sha384_ecdsa": "1.2.840.10045.4.3.3"}
 # Critical extensions a tag certificate may carry and we understand well enough not to refuse.
 _KNOWN_CRITICAL = frozenset({TAG_OID, "2.5.29.15", "2.5.29.19"})
 # RFC 5280 4.1.2.5: UTCTime for 1950 through 2049, GeneralizedTime outside.
@@ -425,12 +424,24 @@ def parse_tag_certificate(data: bytes | str) -> TagCertificate:
     """
     der = _der_from(data)
     try:
-        cert = x509.load_der_x509_certificate(der)
         parsed = ax509.Certificate.load(der, strict=True)
+        if parsed["tbs_certificate"]["serial_number"].native <= 0:
+            # RFC 5280 wants a positive serial; checked first because pyca/cryptography warns on loading one.
+            raise _malformed("the serial number is not positive", code="tag-certificate-serial-invalid")
+        cert = x509.load_der_x509_certificate(der)
         extensions = parsed["tbs_certificate"]["extensions"]
         raw = [
             (e["extn_id"].dotted, bool(e["critical"].native), e["extn_value"].contents) for e in extensions
         ]
+        # pyca/cryptography reads the fields lazily: a malformed name or time surfaces here, not earlier.
+        subject, issuer = cert.subject, cert.issuer.rfc4514_string()
+        not_before, not_after, serial = (
+            cert.not_valid_before_utc,
+            cert.not_valid_after_utc,
+            cert.serial_number,
+        )
+        names = subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+        subject_text = subject.rfc4514_string()
     except (ValueError, TypeError) as exc:
         raise _malformed(f"not an X.509 certificate: {exc}") from None
     tags = []
@@ -441,21 +452,19 @@ def parse_tag_certificate(data: bytes | str) -> TagCertificate:
             raise _malformed(f"unknown critical extension {oid}", code="tag-certificate-critical-extension")
     if not tags:
         raise _malformed(f"no {TAG_OID} tag extension: not a tag certificate", code="tag-certificate-no-tags")
-    names = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-    if len(names) != 1 or len(cert.subject.rdns) != 1:
+    if len(names) != 1 or len(subject.rdns) != 1:
         raise _malformed(
-            f"the subject {cert.subject.rfc4514_string()!r} is not a single CN",
-            code="tag-certificate-subject-invalid",
+            f"the subject {subject_text!r} is not a single CN", code="tag-certificate-subject-invalid"
         )
     hardware_uuid = _hardware_uuid(names[0].value, "the subject CN", code="tag-certificate-subject-invalid")
     return TagCertificate(
         der=der,
         hardware_uuid=hardware_uuid,
         tags=tuple(tags),
-        issuer=cert.issuer.rfc4514_string(),
-        serial_number=cert.serial_number,
-        not_before=cert.not_valid_before_utc,
-        not_after=cert.not_valid_after_utc,
+        issuer=issuer,
+        serial_number=serial,
+        not_before=not_before,
+        not_after=not_after,
         sha384=hashlib.sha384(der).digest(),
         certificate=cert,
     )

@@ -104,13 +104,15 @@ def provision_agent(
     work: Path,
     *,
     secure_boot: bool = True,
+    event_log: str = OVMF_LOG,
 ) -> ProvisionedAgent:
     """Provision and start the agent; with ``secure_boot`` its host info says Secure Boot is on, so the
-    UEFI Secure Boot default template (PCRs 0, 2, 3, 4, 6, 7) applies besides the UEFI one."""
+    UEFI Secure Boot default template (PCRs 0, 2, 3, 4, 6, 7) applies besides the UEFI one. ``event_log``
+    (a corpus path) is the firmware log the swtpm's PCRs are extended from and the agent serves."""
     port = _free_port()
     efivars = efi_variables(tmp_path / "efivars", secure_boot=secure_boot)
     env = agent_env(
-        tmp_path, swtpm.tcti, listen=f"127.0.0.1:{port}", event_log_path=str(corpus_path(OVMF_LOG)),
+        tmp_path, swtpm.tcti, listen=f"127.0.0.1:{port}", event_log_path=str(corpus_path(event_log)),
         os_release=str(corpus_path(f"{HOSTINFO}/os-release")), dmi_table_path=str(corpus_path(f"{HOSTINFO}/DMI")),
         efi_dir=str(tmp_path), efi_vars_dir=str(efivars), msr_path=str(tmp_path / "no-msr"),
         host_name="localhost",
@@ -118,7 +120,7 @@ def provision_agent(
     _trust_the_swtpm_ek_ca(live, central, swtpm)
     setup = agent(env, *setup_args(live, central, enrollment_token(live, central)))
     assert setup.returncode == 0, setup.stdout + setup.stderr
-    boot(swtpm.tcti, corpus_path(OVMF_LOG).read_bytes())
+    boot(swtpm.tcti, corpus_path(event_log).read_bytes())
     return ProvisionedAgent(env, work, port, swtpm.tcti, start_agent(env, work, port))
 
 

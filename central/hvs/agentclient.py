@@ -90,6 +90,21 @@ class QuoteResponse:
     raw: dict[str, Any]
 
 
+def decode_quote_response(body: dict[str, Any]) -> QuoteResponse:
+    """The agent's ``POST /v2/tpm/quote`` JSON object, its base64 fields decoded (nothing verified)."""
+    try:
+        attest = base64.b64decode(body["attest"], validate=True)
+        signature = base64.b64decode(body["signature"], validate=True)
+        log = body.get("event_log")
+        event_log = None if log is None else base64.b64decode(log, validate=True)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AgentBadResponse(f"POST /v2/tpm/quote: attest, signature or event_log missing or not "
+                               f"base64 ({exc})") from None  # fmt: skip
+    error = body.get("event_log_error")
+    return QuoteResponse(attest, signature, body.get("pcrs"), event_log,
+                         error if isinstance(error, str) else None, body)  # fmt: skip
+
+
 class AgentClient:
     """One trust agent, reached over mTLS with the central's certificate."""
 
@@ -121,17 +136,7 @@ class AgentClient:
     def quote(self, nonce: bytes, pcrs: list[int], banks: list[str]) -> QuoteResponse:
         request = {"nonce": base64.b64encode(nonce).decode(), "pcrs": pcrs, "pcrbanks": banks}
         body = self._object(self._call("POST", "/v2/tpm/quote", json=request), "POST /v2/tpm/quote")
-        try:
-            attest = base64.b64decode(body["attest"], validate=True)
-            signature = base64.b64decode(body["signature"], validate=True)
-            log = body.get("event_log")
-            event_log = None if log is None else base64.b64decode(log, validate=True)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise AgentBadResponse(f"POST /v2/tpm/quote: attest, signature or event_log missing or not "
-                                   f"base64 ({exc})") from None  # fmt: skip
-        error = body.get("event_log_error")
-        return QuoteResponse(attest, signature, body.get("pcrs"), event_log,
-                             error if isinstance(error, str) else None, body)  # fmt: skip
+        return decode_quote_response(body)
 
     # --- transport ---------------------------------------------------------------------------------------
 

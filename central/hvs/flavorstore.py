@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -41,11 +41,12 @@ from secl.core.flavorsign import (
     verify_flavor_signature,
 )
 from secl.core.pcrevents import thaw
-from secl.core.verifymemo import VerificationMemo
+from secl.core.verifymemo import ResultMemo, VerificationMemo, flavor_signature_key
 
 log = logging.getLogger("secl.central.hvs")
 
 _SIGNER = "secl.hvs.flavor_signer"
+_VERIFIED = "secl.hvs.verified-flavors"
 # SecL files its default software flavors (made by its workload tools) under these label prefixes.
 _DEFAULT_SOFTWARE = {
     "ISecL_Default_Application_Flavor": groupstore.PLATFORM_SOFTWARE,
@@ -100,20 +101,52 @@ def _invalid(row: StoredFlavor, reason: str) -> FlavorSignatureInvalid:
 
 
 def verified(app: Flask, row: StoredFlavor) -> SignedFlavor:
+    """The stored flavor after verifying its signature (409 flavor-signature-invalid when it fails).
+
+    A row whose exact document, signature and scheme already verified is taken from the app's memo,
+    parsed and verified as it was then; any change to them is a new key, parsed and checked afresh.
+    """
+    signer = flavor_signer(app).certificate
+    key = flavor_signature_key(row.document, f"{row.id}\0{row.signature_scheme}\0{row.signature}", signer)
+    memo = _verified_flavors(app)
+    found = memo.get(key)
+    if found is not None:
+        return found
     signed = signed_flavor(row)
     if signed.flavor.id != row.id:
         raise _invalid(row, f"its meta.id is {signed.flavor.id}")
     try:
-        verify_flavor_signature(signed, flavor_signer(app).certificate, memo=verification_memo(app))
+        verify_flavor_signature(signed, signer, memo=verification_memo(app))
     except FlavorSignatureError as exc:
         raise _invalid(row, exc.message) from None
-    return signed
+    return memo.put(key, signed)
+
+
+def _verified_flavors(app: Flask) -> ResultMemo[bytes, SignedFlavor]:
+    memo = app.extensions.get(_VERIFIED)
+    if memo is None:
+        memo = app.extensions[_VERIFIED] = ResultMemo(size=4096)
+    return memo
+
+
+def flavor_hardware_uuid(description: Mapping[str, Any]) -> str | None:
+    """The host a flavor belongs to (``meta.description.hardware_uuid``), lower case; None for none."""
+    value = description.get("hardware_uuid")
+    if value is None:
+        return None
+    return str(value).strip().lower() or None
 
 
 def flavor_rows(
-    session: Session, *, flavor_ids: Sequence[str] | None = None, flavorgroup_id: str | None = None
+    session: Session,
+    *,
+    flavor_ids: Sequence[str] | None = None,
+    flavorgroup_id: str | None = None,
+    hardware_uuid: str | None = None,
 ) -> list[StoredFlavor]:
     statement = select(StoredFlavor).order_by(StoredFlavor.created_at, StoredFlavor.id)
+    if hardware_uuid is not None:
+        statement = statement.where(StoredFlavor.hardware_uuid == hardware_uuid.lower())
     if flavor_ids is not None:
         statement = statement.where(StoredFlavor.id.in_(list(flavor_ids)))
     if flavorgroup_id is not None:
@@ -279,6 +312,7 @@ def store_flavors(session: Session, app: Flask, body: FlavorCreate, *, actor: st
         row = StoredFlavor(
             id=up.flavor.id, flavor_part=up.flavor.flavor_part, label=up.flavor.label,
             description=thaw(up.flavor.meta.description), signature=ours.signature,
+            hardware_uuid=flavor_hardware_uuid(up.flavor.meta.description),
             document=json.dumps(up.document, ensure_ascii=False, separators=(",", ":")),
             signature_scheme=SIGNATURE_SCHEME, secl_signature=up.secl_signature,
             secl_signature_status=status, secl_signature_detail=detail, created_by=actor,

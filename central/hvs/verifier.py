@@ -32,7 +32,7 @@ from flask import Flask
 from secl.central import audit
 from secl.central.errors import Conflict
 from secl.central.hvs import flavorstore, groupstore
-from secl.central.hvs.agentclient import AgentClient, AgentError
+from secl.central.hvs.agentclient import AgentClient, AgentError, QuoteResponse
 from secl.central.hvs.flavorstore import FlavorSignatureInvalid
 from secl.central.hvs.privacyca import privacy_ca
 from secl.central.setup import load_issuer
@@ -51,11 +51,17 @@ from secl.core.attestation import (
 from secl.core.errors import EvidenceError
 from secl.core.eventlog import parse_event_log, pcr_banks_from_json
 from secl.core.flavor import SignedFlavor
-from secl.core.manifestbuild import ManifestEvidence, assemble_host_manifest, host_manifest_to_json
+from secl.core.manifestbuild import (
+    ManifestEvidence,
+    assemble_host_manifest,
+    host_manifest_to_json,
+    manifest_key,
+)
 from secl.core.quote import VerifiedQuote, secl_qualifying_data, verify_quote
 from secl.core.rules_trust import chains_to
 from secl.core.tpm import load_ak_public
 from secl.core.trustreport import TrustAnchors, TrustReport, build_trust_report
+from secl.core.verifymemo import ResultMemo
 
 log = logging.getLogger("secl.central.hvs")
 
@@ -67,6 +73,7 @@ BANKS = ("SHA1", "SHA256", "SHA384")
 REPORT_VALIDITY = timedelta(hours=24)
 
 _REPORT_SIGNER = "secl.hvs.report_signer"
+_MANIFESTS = "secl.hvs.manifest-memo"
 
 
 class EvidenceInvalid(Conflict):
@@ -148,34 +155,70 @@ def collect_evidence(
         _set_status(session, host, exc.host_status, f"{exc.code}: {exc.message}")
         raise AgentFailed(exc.message, code=exc.code) from None
 
-    aik_pem = aik.get("aik_certificate")
-    key_source = aik_pem or aik.get("aik")  # without a certificate, AikCertificateTrusted reports it missing
-    if not key_source:
-        raise _refuse(session, host, "aik-missing", "the agent sent neither an AIK certificate nor an AIK")
-    if answer.event_log is None:
-        reason = answer.event_log_error or "no event log in the quote answer"
-        raise _refuse(session, host, "event-log-missing", reason)
     try:
-        ak = load_ak_public(key_source.encode())
-        values = pcr_banks_from_json(answer.pcrs)
-        quote = verify_quote(
-            ak, answer.attest, answer.signature, qualifying_data=secl_qualifying_data(nonce), pcrs=values
-        )
-        event_log = parse_event_log(answer.event_log)
-        built = assemble_host_manifest(
-            host_info=host_info, verified_quote=quote, event_log=event_log, aik_certificate_pem=aik_pem
-        )
+        evidence = verify_evidence(nonce, host_info, aik, answer, manifests=manifest_memo(app))
     except EvidenceError as exc:
         raise _refuse(session, host, exc.code, exc.message) from None
     except (ValueError, TypeError, AttributeError) as exc:  # a shape the parsers did not expect
         raise _refuse(session, host, "evidence-malformed", str(exc)) from None
+    built = evidence.built
     if not built.log_verified:
         log.info("event log of %s does not replay to the quoted PCRs: %s", host.name if host else "host",
                  {f"{r.bank}:{r.index}": v for r, v in built.replay_mismatches.items()})  # fmt: skip
     if host is not None:
         _record_hardware_uuid(session, host, host_info)
     _set_status(session, host, "connected", "")
+    return evidence
+
+
+def verify_evidence(
+    nonce: bytes,
+    host_info: dict[str, Any],
+    aik: dict[str, Any],
+    answer: QuoteResponse,
+    *,
+    manifests: ResultMemo[bytes, ManifestEvidence] | None = None,
+) -> Evidence:
+    """Check the agent's three answers to a quote request over ``nonce`` and build the host manifest.
+
+    The quote is verified afresh every time (its nonce is new). The manifest is a pure function of the
+    event log, the quoted PCR values, the host info and the AIK certificate, so with ``manifests`` an
+    unchanged host's manifest is taken from the memo instead of being parsed and replayed again.
+    Raises :class:`EvidenceError` (its ``code`` names the failed check).
+    """
+    aik_pem = aik.get("aik_certificate")
+    key_source = aik_pem or aik.get("aik")  # without a certificate, AikCertificateTrusted reports it missing
+    if not key_source:
+        raise EvidenceError("the agent sent neither an AIK certificate nor an AIK", code="aik-missing")
+    if answer.event_log is None:
+        raise EvidenceError(
+            answer.event_log_error or "no event log in the quote answer", code="event-log-missing"
+        )
+    ak = load_ak_public(key_source.encode())
+    values = pcr_banks_from_json(answer.pcrs)
+    quote = verify_quote(
+        ak, answer.attest, answer.signature, qualifying_data=secl_qualifying_data(nonce), pcrs=values
+    )
+    key = manifest_key(
+        host_info=host_info, verified_quote=quote, event_log=answer.event_log, aik_certificate_pem=aik_pem
+    )
+    built = manifests.get(key) if manifests is not None else None
+    if built is None:
+        built = assemble_host_manifest(
+            host_info=host_info, verified_quote=quote, event_log=parse_event_log(answer.event_log),
+            aik_certificate_pem=aik_pem,
+        )  # fmt: skip
+        if manifests is not None:
+            manifests.put(key, built)
     return Evidence(built, host_info, quote, answer.event_log, aik_pem)
+
+
+def manifest_memo(app: Flask) -> ResultMemo[bytes, ManifestEvidence]:
+    """The app's memo of host manifests by their exact inputs (one entry per host boot, roughly)."""
+    memo = app.extensions.get(_MANIFESTS)
+    if memo is None:
+        memo = app.extensions[_MANIFESTS] = ResultMemo(size=4096)
+    return memo
 
 
 def _record_hardware_uuid(session: Session, host: Host, host_info: dict[str, Any]) -> None:
@@ -235,10 +278,7 @@ def _host_unique_rows(session: Session, host: Host) -> list[StoredFlavor]:
     group = session.scalar(select(FlavorGroup).where(FlavorGroup.name == groupstore.HOST_UNIQUE))
     if group is None:
         return []
-    return [
-        row for row in flavorstore.flavor_rows(session, flavorgroup_id=group.id)
-        if str(row.description.get("hardware_uuid", "")).lower() == host.hardware_uuid
-    ]  # fmt: skip
+    return flavorstore.flavor_rows(session, flavorgroup_id=group.id, hardware_uuid=host.hardware_uuid)
 
 
 def _group_report(
@@ -363,7 +403,11 @@ def add_signed_report(
 
 def attest_host(session: Session, app: Flask, host: Host, *, actor: str) -> Report:
     """Collect evidence from the host, judge it, sign and store the report (committed)."""
-    evidence = collect_evidence(session, app, host)
+    return report_on(session, app, host, collect_evidence(session, app, host), actor=actor)
+
+
+def report_on(session: Session, app: Flask, host: Host, evidence: Evidence, *, actor: str) -> Report:
+    """Judge verified evidence from ``host``, then sign, audit and store the report (committed)."""
     now = datetime.now(UTC).replace(microsecond=0)
     verdict = judge(session, app, host, evidence, now)
     row = add_signed_report(session, app, host, evidence, verdict, now=now, actor=actor)

@@ -68,6 +68,9 @@ class StoredFlavor(Base):
     flavor_part: Mapped[str] = mapped_column(String(16), index=True)
     label: Mapped[str] = mapped_column(String(512))
     description: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # meta.description, for search
+    # meta.description.hardware_uuid (lower case) of HOST_UNIQUE and ASSET_TAG flavors: a report looks up
+    # its host's own flavors by this index instead of reading every host's.
+    hardware_uuid: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
     document: Mapped[str] = mapped_column(Text)  # the flavor JSON, as uploaded (meta.id filled in)
     signature: Mapped[str] = mapped_column(Text)  # ours: flavorsign.SIGNATURE_SCHEME
     signature_scheme: Mapped[str] = mapped_column(String(32))

@@ -26,8 +26,11 @@ logs, not from the TCG log, and are not built here.
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from cryptography import x509
@@ -48,6 +51,7 @@ __all__ = [
     "assemble_host_manifest",
     "build_host_manifest",
     "host_manifest_to_json",
+    "manifest_key",
 ]
 
 _SPEC_ID_PREFIX = b"Spec ID Event"
@@ -142,7 +146,7 @@ def assemble_host_manifest(
     manifest = HostManifest(
         host_info=freeze(dict(host_info)),
         pcr_values=freeze(dict(sorted(pcr_values.items()))),
-        event_logs=freeze(_event_lists(event_log, values)),
+        event_logs=MappingProxyType(_event_lists(event_log, values)),
         event_log_format="new",
         aik_certificate=_pem_to_der(aik_certificate_pem, "AIK"),
         asset_tag_digest=asset_tag_digest,
@@ -150,6 +154,45 @@ def assemble_host_manifest(
         measurement_xmls=tuple(measurement_xmls),
     )
     return ManifestEvidence(manifest, freeze(mismatches), unreplayed, workarounds)
+
+
+def manifest_key(
+    *,
+    host_info: Mapping[str, Any],
+    verified_quote: VerifiedQuote,
+    event_log: bytes,
+    aik_certificate_pem: str | None,
+    asset_tag_digest: bytes | None = None,
+    binding_key_certificate_pem: str | None = None,
+    measurement_xmls: Sequence[str] = (),
+    allow_workarounds: bool = False,
+) -> bytes:
+    """A digest of everything :func:`assemble_host_manifest` reads: equal keys, equal manifests.
+
+    Lets a verifier memoize the manifest of a host whose boot has not changed. Each input is
+    length-prefixed, so no two different input sets share a serialization.
+    """
+    quoted = verified_quote.pcrs
+    values = (
+        sorted((bank.name, index, value.hex()) for bank, pcrs in quoted.values.items() for index, value in pcrs.items())
+        if quoted is not None
+        else None
+    )  # fmt: skip
+    parts = [
+        event_log,
+        json.dumps(values).encode(),
+        json.dumps(host_info, sort_keys=True, default=repr).encode(),
+        (aik_certificate_pem or "").encode(),
+        asset_tag_digest or b"",
+        (binding_key_certificate_pem or "").encode(),
+        json.dumps(list(measurement_xmls)).encode(),
+        b"workarounds" if allow_workarounds else b"strict",
+    ]
+    h = hashlib.sha256(b"secl-host-manifest-inputs\0")
+    for part in parts:
+        h.update(len(part).to_bytes(8, "big"))
+        h.update(part)
+    return h.digest()
 
 
 def _replay(
@@ -171,22 +214,33 @@ def _replay(
 
 
 def _event_lists(log: EventLog, values: Mapping[HashAlg, Mapping[int, bytes]]) -> dict[PcrRef, PcrEventLog]:
-    lists: dict[PcrRef, list[TpmEvent]] = {}
+    # Keyed by plain (index, bank name) tuples while collecting: they hash and compare in C, PcrRef does not.
+    lists: dict[tuple[int, str], list[TpmEvent]] = {}
+    quoted = [(bank, bank.name, frozenset(pcrs)) for bank, pcrs in values.items()]
     namer = SeclTypeNamer()
     for event in log.events:
         if event.type == EventType.EV_NO_ACTION and event.data.startswith(_SPEC_ID_PREFIX):
             continue  # The log's header, not a measurement (SecL's agent skips it too).
         # Named in log order even when not quoted: SecL numbers tboot's 0x501 events across the log.
         type_name = namer.name(event.type)
-        wanted = [bank for bank, pcrs in values.items() if event.pcr in pcrs and bank in event.digests]
+        pcr, digests = event.pcr, event.digests
+        wanted = [(bank, name) for bank, name, pcrs in quoted if pcr in pcrs and bank in digests]
         if not wanted:
             continue
-        tags = secl_event_tags(event.type, event.data, event.pcr)
+        tags = secl_event_tags(event.type, event.data, pcr)
         type_id = secl_type_id(event.type)
-        for bank in wanted:
-            entry = TpmEvent(type_id, type_name, tags, event.digests[bank].hex(), tags_present=bool(tags))
-            lists.setdefault(PcrRef(event.pcr, bank.name), []).append(entry)
-    return {ref: PcrEventLog(ref, tuple(events)) for ref, events in sorted(lists.items())}
+        for bank, name in wanted:
+            entry = TpmEvent(type_id, type_name, tags, digests[bank].hex(), tags_present=bool(tags))
+            found = lists.get((pcr, name))
+            if found is None:
+                lists[(pcr, name)] = [entry]
+            else:
+                found.append(entry)
+    out = {}
+    for (pcr, name), events in sorted(lists.items()):
+        ref = PcrRef(pcr, name)
+        out[ref] = PcrEventLog(ref, tuple(events))
+    return out
 
 
 def _pem_to_der(pem: str | None, what: str) -> bytes | None:

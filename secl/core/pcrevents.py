@@ -44,8 +44,13 @@ class SeclJSONError(EvidenceError):
     code = "secl-json-invalid"
 
 
+_SCALARS = (str, int, float, bool, type(None))
+
+
 def freeze(value: Any) -> Any:
     """Return a deep read-only copy of a JSON value (dicts become mapping proxies, lists tuples)."""
+    if type(value) in _SCALARS:  # exact-type checks first: isinstance against an ABC is slow
+        return value
     if isinstance(value, Mapping):
         return MappingProxyType({k: freeze(v) for k, v in value.items()})
     if isinstance(value, list | tuple):
@@ -55,6 +60,8 @@ def freeze(value: Any) -> Any:
 
 def thaw(value: Any) -> Any:
     """Inverse of :func:`freeze`: plain dicts and lists, ready for json.dumps."""
+    if type(value) in _SCALARS:
+        return value
     if isinstance(value, Mapping):
         return {k: thaw(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -143,7 +150,8 @@ class TpmEvent:
         if self.tags or self.tags_present:
             out["tags"] = list(self.tags)
         out["measurement"] = self.measurement
-        out.update(thaw(self.extra))
+        if self.extra:
+            out.update(thaw(self.extra))
         return out
 
     @property

@@ -17,10 +17,13 @@ import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 class VerificationMemo:
@@ -45,6 +48,38 @@ class VerificationMemo:
 
     def __len__(self) -> int:
         return len(self._passed)
+
+
+class ResultMemo(Generic[K, V]):
+    """A bounded, thread-safe map from the exact inputs of a pure computation (hashed) to its result.
+
+    Used for work that a verifier repeats report after report on unchanged evidence: the host manifest
+    built from the same event log, PCR values and host info, or a flavor document parsed and verified.
+    The value must be immutable (frozen dataclasses, mapping proxies): every caller shares it.
+    """
+
+    def __init__(self, size: int = 1024) -> None:
+        self._size = size
+        self._results: OrderedDict[K, V] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: K) -> V | None:
+        with self._lock:
+            found = self._results.get(key)
+            if found is not None:
+                self._results.move_to_end(key)
+            return found
+
+    def put(self, key: K, value: V) -> V:
+        with self._lock:
+            self._results[key] = value
+            self._results.move_to_end(key)
+            while len(self._results) > self._size:
+                self._results.popitem(last=False)
+        return value
+
+    def __len__(self) -> int:
+        return len(self._results)
 
 
 def certificate_key(cert: x509.Certificate, issuer: x509.Certificate) -> bytes:

@@ -15,9 +15,7 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import signal
-import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -39,6 +37,7 @@ from secl import __version__
 from secl.core.errors import EvidenceError
 from secl.core.eventlog import pcr_banks_to_json
 from secl.core.hashalg import HashAlg
+from secl.sdnotify import notify
 
 log = logging.getLogger("secl.trustagent")
 
@@ -334,23 +333,6 @@ def client_key_sha256(der: bytes | None) -> str:
         .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     return hashlib.sha256(spki).hexdigest()
-
-
-def notify(state: str) -> bool:
-    """sd_notify(3): send ``state`` (READY=1, STOPPING=1) to $NOTIFY_SOCKET; False when not under systemd."""
-    address = os.environ.get("NOTIFY_SOCKET", "")
-    if not address:
-        return False
-    if address.startswith("@"):
-        address = "\0" + address[1:]  # an abstract socket
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-            sock.connect(address)
-            sock.sendall(state.encode())
-    except OSError as exc:  # the manager went away: nothing to tell, and no reason to fail
-        log.warning("cannot notify %s of %s: %s", address, state, exc)
-        return False
-    return True
 
 
 def serve(server: MTLSServer) -> None:

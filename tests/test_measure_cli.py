@@ -294,3 +294,21 @@ def test_unreadable_file_and_directory(root: Path, tmp_path: Path) -> None:
         result = run("--manifest", manifest, "--root", root, "--output", "-", "--no-extend", prefix=prefix)
         line = one_error_line(result, "path-unreadable")
         assert path in line
+
+
+def test_output_to_a_pipe_is_written_into_not_replaced(root: Path, tmp_path: Path) -> None:
+    # Regression: an atomic rename onto --output /dev/null replaced the device node with a regular file.
+    # A FIFO stands in for the device here, so a regression cannot damage the machine running the test.
+    import threading
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    manifest = manifest_file(tmp_path / "m.xml", '<File Path="/opt/app/bin/app"/>')
+    result = run("--manifest", manifest, "--root", root, "--output", fifo, "--no-extend")
+    reader.join(timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    assert parse_measurement_xml(received[0]).entries[0].path == "/opt/app/bin/app"

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -66,6 +67,16 @@ def measurement_path(directory: Path, uuid: str) -> Path:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
+    try:
+        existing = os.stat(path)
+    except FileNotFoundError:
+        existing = None
+    if existing is not None and not stat.S_ISREG(existing.st_mode):
+        # A device or a pipe (/dev/null, /dev/stdout, a FIFO): write into it. Renaming over it would
+        # replace the device node itself with a regular file.
+        with open(path, "wb") as f:
+            f.write(data)
+        return
     path.parent.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE)

@@ -17,9 +17,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -169,6 +172,47 @@ def test_expired_lease_is_claimed_again(apps: tuple[Flask, Flask]) -> None:
         assert jobs.complete(session, again) is False
 
 
+def test_renewed_lease_keeps_a_long_batch_claimed(apps: tuple[Flask, Flask]) -> None:
+    app, _ = apps
+    host_ids = _add_hosts(app, 3)
+    lease = timedelta(seconds=30)
+    with _database(app).sessions() as session:
+        jobs.enqueue(session, host_ids, actor="test")
+        now = datetime.now(UTC)
+        batch = jobs.claim(session, "slow", limit=3, lease=lease, now=now)
+        assert len(batch) == 3
+        # One job is lost meanwhile (its lease expired, another worker took it): it is not renewed.
+        (taken,) = jobs.claim(session, "other", limit=1, lease=lease, now=now + timedelta(seconds=31))
+        kept = sorted(j.id for j in batch if j.id != taken.id)
+        assert jobs.renew(session, batch, lease, now=now + timedelta(seconds=25)) == 2
+        # 40 s after the claim the renewed jobs are still the slow worker's; the renewal has a limit too.
+        assert jobs.claim(session, "other", limit=3, lease=lease, now=now + timedelta(seconds=40)) == []
+        again = jobs.claim(session, "other", limit=3, lease=lease, now=now + timedelta(seconds=56))
+        assert sorted(j.id for j in again) == kept
+    assert jobs.renew(session, [], lease) == 0
+
+
+def test_worker_renews_the_rest_of_its_batch_before_each_job(apps: tuple[Flask, Flask]) -> None:
+    app, _ = apps
+    host_ids = _add_hosts(app, 2)
+    with _database(app).sessions() as session:
+        jobs.enqueue(session, host_ids, actor="test")
+    leases: list[datetime] = []
+
+    def process(job: ClaimedJob) -> dict[str, object]:
+        with _database(app).sessions() as session:
+            row = session.get(ReportJob, job.id)
+            assert row is not None and row.lease_expires_at is not None
+            leases.append(row.lease_expires_at)
+        time.sleep(0.05)
+        return {}
+
+    Worker(
+        app, name="w", process=process, batch_size=2, refresh=False, lease=timedelta(seconds=30)
+    ).run_once()
+    assert len(leases) == 2 and leases[1] > leases[0]  # the second job's lease was extended before it ran
+
+
 def test_retry_with_backoff_then_final_failure(apps: tuple[Flask, Flask]) -> None:
     app, _ = apps
     (host_id,) = _add_hosts(app, 1)
@@ -282,10 +326,13 @@ def test_queue_and_job_routes(central_app: Flask, client: FlaskClient, admin_hea
 # --- the CLI ------------------------------------------------------------------------------------------------
 
 
-def _cli(central_state: CentralState, tmp_path: Path, *args: str, **kwargs: object) -> subprocess.Popen[str]:
+def _cli(
+    central_state: CentralState, tmp_path: Path, *args: str, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
     config = tmp_path / "central.toml"
     config.write_text(_toml(central_state.config))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SECL_CENTRAL_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SECL_CENTRAL_", "NOTIFY_SOCKET"))}
+    env |= extra_env or {}
     command = [
         sys.executable,
         "-c",
@@ -294,9 +341,7 @@ def _cli(central_state: CentralState, tmp_path: Path, *args: str, **kwargs: obje
         str(config),
         *args,
     ]
-    return subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs
-    )  # type: ignore[call-overload]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
@@ -313,8 +358,15 @@ def test_cli_worker_once_and_sigterm(central_state: CentralState, central_app: F
 
     with _database(central_app).sessions() as session:
         jobs.enqueue(session, host_ids[1:], actor="test")
-    looping = _cli(central_state, tmp_path, "worker", "--poll-interval", "0.1", "--name", "loop")
+    # Under systemd (Type=notify) the worker says READY=1 when it starts polling, STOPPING=1 on SIGTERM.
+    sockets = Path(tempfile.mkdtemp(prefix="secl-n-"))  # sun_path holds 108 bytes; tmp_path may be longer
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(sockets / "notify"))
+    notify.settimeout(60)
+    looping = _cli(central_state, tmp_path, "worker", "--poll-interval", "0.1", "--name", "loop",
+                   extra_env={"NOTIFY_SOCKET": str(sockets / "notify")})  # fmt: skip
     try:
+        assert notify.recv(4096).decode().startswith("READY=1\n")
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if any(r.host_id == host_ids[1] and r.attempts == 1 for r in _jobs(central_app)):
@@ -325,7 +377,10 @@ def test_cli_worker_once_and_sigterm(central_state: CentralState, central_app: F
             pytest.fail("the worker did not process the job")
         looping.send_signal(signal.SIGTERM)
         out, err = looping.communicate(timeout=30)
+        assert notify.recv(4096) == b"STOPPING=1"
     finally:
+        notify.close()
+        shutil.rmtree(sockets, ignore_errors=True)
         if looping.poll() is None:
             looping.kill()
             looping.wait()

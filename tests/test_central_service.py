@@ -28,6 +28,7 @@ from tests.live_central import GUNICORN, WSGI_APP, LiveCentral
 REPO = Path(__file__).resolve().parent.parent
 SYSTEMD = REPO / "systemd"
 UNIT = SYSTEMD / "secl-central.service"
+WORKER_UNIT = SYSTEMD / "secl-central-worker.service"
 EXAMPLE_CONFIG = Path(secl.central.__file__).parent / "central.example.toml"
 
 
@@ -40,9 +41,10 @@ def _exec_start(unit: Path) -> list[str]:
 # --- the unit, sysusers and tmpfiles snippets ------------------------------------------------------------
 
 
-def test_unit_passes_systemd_analyze_verify_without_any_warning(tmp_path: Path):
-    unit = tmp_path / UNIT.name
-    shutil.copy(UNIT, unit)
+@pytest.mark.parametrize("name", [UNIT.name, WORKER_UNIT.name])
+def test_unit_passes_systemd_analyze_verify_without_any_warning(tmp_path: Path, name: str):
+    unit = tmp_path / name
+    shutil.copy(SYSTEMD / name, unit)
     result = subprocess.run(
         ["systemd-analyze", "verify", str(unit)], check=False, capture_output=True, text=True, timeout=60
     )
@@ -65,6 +67,15 @@ def test_unit_runs_the_command_the_live_tests_run():
     argv = _exec_start(UNIT)
     assert argv[0] == "/usr/bin/python3" and Path(argv[0]).exists()
     assert argv[1:] == [*GUNICORN[1:], WSGI_APP]
+
+
+def test_worker_unit_runs_secl_central_worker():
+    argv = _exec_start(WORKER_UNIT)
+    assert argv[0] == "/usr/bin/python3" and Path(argv[0]).exists()
+    assert argv[1:] == ["-m", "secl.central.cli", "worker"]
+    # Same state and user as the server: it signs reports with the central's keys.
+    for key in ("User=secl", "StateDirectory=secl/central", "Type=notify", "NotifyAccess=main"):
+        assert key in WORKER_UNIT.read_text().splitlines()
 
 
 def test_sysusers_and_tmpfiles_create_the_user_and_state_directory(tmp_path: Path):

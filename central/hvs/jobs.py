@@ -253,6 +253,23 @@ def fail(session: Session, job: ClaimedJob, code: str, message: str, *, retryabl
     return values["status"] if changed == 1 else None
 
 
+def renew(
+    session: Session, claimed: list[ClaimedJob], lease: timedelta = LEASE, *, now: datetime | None = None
+) -> int:
+    """Extend the lease of claimed jobs still ours (a worker about to start the next job of its batch, so
+    a long batch is not taken over by another worker); returns how many were renewed."""
+    if not claimed:
+        return 0
+    until = (now or _now()) + lease
+    renewed = 0
+    for job in claimed:
+        renewed += session.execute(
+            update(ReportJob).where(_mine(job)).values(lease_expires_at=until)
+        ).rowcount
+    session.commit()
+    return renewed
+
+
 def release(session: Session, job: ClaimedJob) -> bool:
     """Give a claimed, unstarted job back to the queue (a worker stopping); the attempt does not count."""
     released = session.execute(

@@ -46,6 +46,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from secl.core.attestation import certificate_sha384
+from secl.sdnotify import notify
 
 log = logging.getLogger("secl.central.hvs.worker")
 
@@ -243,12 +244,16 @@ class Worker:
                     for unstarted in claimed[index:]:
                         jobs.release(session, unstarted)
                 break
+            if index:  # the batch's first lease is fresh; later jobs would otherwise age past it
+                with self.database.sessions() as session:
+                    jobs.renew(session, claimed[index:], self.lease)
             outcomes.append(self._run(job))
         return outcomes
 
     def run(self) -> None:
         """Loop until :meth:`stop`."""
         log.info("worker %s started", self.name)
+        notify(f"READY=1\nSTATUS=worker {self.name} polling the report queue")
         while not self.stopping.is_set():
             try:
                 outcomes = self.run_once()
@@ -257,6 +262,7 @@ class Worker:
                 outcomes = []
             if not outcomes:
                 self.stopping.wait(self.poll_interval)
+        notify("STOPPING=1")
         log.info("worker %s stopped", self.name)
 
     def _run(self, job: ClaimedJob) -> Outcome:

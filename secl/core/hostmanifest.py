@@ -75,6 +75,9 @@ class HostManifest:
     binding_key_certificate: bytes | None = None  # DER
     measurement_xmls: tuple[str, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=lambda: EMPTY, compare=False)
+    # Derived data computed once per manifest object (its SecL JSON): a verifier that memoizes manifests
+    # stores that JSON report after report. Not part of the value.
+    derived: dict[str, Any] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def pcr_value(self, bank: str, index: int) -> str | None:
         return self.pcr_values.get(PcrRef(index, bank))

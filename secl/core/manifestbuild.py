@@ -260,8 +260,16 @@ def host_manifest_to_json(manifest: HostManifest) -> dict[str, Any]:
     """SecL's host-manifest JSON for ``manifest`` (new event format; what the templates' XPath reads).
 
     Old-format (Java HVS) event lists are written in the new format. SHA-512 values have no list in
-    SecL's ``pcr_manifest`` and are left out.
+    SecL's ``pcr_manifest`` and are left out. The document is computed once per manifest object and
+    shared: callers must not modify it.
     """
+    found = manifest.derived.get("secl-json")
+    if found is None:
+        found = manifest.derived["secl-json"] = _host_manifest_json(manifest)
+    return found
+
+
+def _host_manifest_json(manifest: HostManifest) -> dict[str, Any]:
     pcr_manifest: dict[str, Any] = {}
     for ref, value in sorted(manifest.pcr_values.items()):
         name = _PCR_LIST_NAMES.get(ref.bank)

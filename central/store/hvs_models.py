@@ -52,3 +52,24 @@ class AIKChallenge(Base):
     used: Mapped[bool] = mapped_column(Boolean, default=False)
     # Set when the challenge is redeemed: the serial (hex) of the AIK certificate it produced.
     certificate_serial: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class TpmEndorsement(Base):
+    """An EK certificate registered by an operator (SecL's tpm-endorsements): the Privacy CA accepts it
+    without a vendor CA chain, and with ``require_ek_registration`` only registered EKs are accepted.
+    A revoked registration refuses that EK even when its chain is good."""
+
+    __tablename__ = "tpm_endorsements"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    # SHA-256 of the certificate's DER as the tolerant loader computes it (the Privacy CA's lookup key).
+    certificate_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    hardware_uuid: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    issuer: Mapped[str] = mapped_column(String(1024))
+    subject: Mapped[str] = mapped_column(String(1024))
+    pem: Mapped[str] = mapped_column(Text)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    comment: Mapped[str] = mapped_column(String(1024), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(255))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -218,22 +218,27 @@ def test_progress_reports_files_and_bytes(tree: Path) -> None:
     assert [f for f, _ in seen] == list(range(1, result.files + 1))
 
 
-def test_hashing_runs_on_several_threads(tree: Path) -> None:
-    names: set[str] = set()
-    original = hashlib.new
+def test_hashing_runs_on_several_threads(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import secl.trustagent.measure as engine
 
-    def spy(name: str, *args, **kwargs):
-        names.add(threading.current_thread().name)
-        return original(name, *args, **kwargs)
+    threads: set[str] = set()
+    original = engine._hash_file
 
-    for i in range(40):
-        write(tree / f"opt/par/f{i}", os.urandom(2 * 1024 * 1024))
-    hashlib.new = spy
-    try:
-        measure(manifest('<File Path="/opt/par/.*" SearchType="regex"/>'), tree, workers=4)
-    finally:
-        hashlib.new = original
-    assert len({n for n in names if n.startswith("secl-measure")}) > 1
+    def spy(*args):
+        threads.add(threading.current_thread().name)
+        return original(*args)
+
+    monkeypatch.setattr(engine, "_hash_file", spy)
+    for i in range(8):
+        write(tree / f"opt/par/big{i}", os.urandom(2 * 1024 * 1024))  # large files: one task each
+    for i in range(300):
+        write(tree / f"opt/par/small{i:03}", os.urandom(100))  # small files: batched
+    result = measure(manifest('<File Path="/opt/par/.*" SearchType="regex"/>'), tree, workers=4)
+    assert len({n for n in threads if n.startswith("secl-measure")}) > 1
+    assert result.files == 308
+    expected = [hashlib.sha384((tree / f"opt/par/{n}").read_bytes()).hexdigest()
+                for n in sorted(p.name for p in (tree / "opt/par").iterdir())]  # fmt: skip
+    assert [e.digest for e in result.log.entries] == expected
 
 
 # --- confinement and bad trees --------------------------------------------------------------------------

@@ -47,6 +47,11 @@ __all__ = ["MAX_LINKS", "MAX_SEARCH_ENTRIES", "MeasureError", "MeasureResult", "
 MAX_LINKS = 40  # Linux's own limit (ELOOP) for links followed while resolving one path
 MAX_SEARCH_ENTRIES = 2_000_000  # entries one regex search may visit before it is called runaway
 _BUFFER = 1024 * 1024
+# Small files go to the pool in batches: one task per 4 KiB file would cost more in thread hand-offs
+# than the hashing itself. Large files go alone, so they spread over the threads.
+_BATCH_FILES = 64
+_BATCH_BYTES = 8 * _BUFFER
+_HASHLIB = {HashAlg.SHA256: hashlib.sha256, HashAlg.SHA384: hashlib.sha384}
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
 
 Progress = Callable[[int, int], None]
@@ -138,26 +143,39 @@ class _Root:
 _buffers = threading.local()
 
 
-def _hash_file(real: str, path: str, alg: HashAlg) -> tuple[bytes, int]:
-    """Stream one regular file through ``alg``; return its digest and size."""
+def _check_regular(real: str, path: str) -> int:
+    """The size of the regular file at ``real``. Looked at before opening: opening a device or a FIFO
+    can have effects of its own."""
     try:
-        # Look before opening: opening a device or FIFO can have effects of its own.
-        if not stat.S_ISREG(os.lstat(real).st_mode):
-            raise MeasureError(f"{path}: not a regular file", code="not-a-file", path=path)
+        info = os.lstat(real)
+    except OSError as exc:
+        raise _os_error(exc, path, "look up") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise MeasureError(f"{path}: not a regular file", code="not-a-file", path=path)
+    return info.st_size
+
+
+def _hash_file(real: str, path: str, alg: HashAlg) -> tuple[bytes, int]:
+    """Stream one regular file through ``alg``; return its digest and the bytes read."""
+    try:
         fd = os.open(real, _OPEN_FLAGS)
     except OSError as exc:
         raise _os_error(exc, path, "open") from None
     try:
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
+        if not stat.S_ISREG(info.st_mode):  # replaced since it was looked at
             raise MeasureError(f"{path}: not a regular file", code="not-a-file", path=path)
-        hasher = hashlib.new(alg.name.lower())
+        hasher = _HASHLIB[alg]()
         size = 0
         if info.st_size < _BUFFER:
-            # Read one byte past the size the inode claims: files still growing are read to their end.
-            while chunk := os.read(fd, max(info.st_size + 1, 4096)):
+            # Ask for more than the inode claims: a short read is the end (one read for most files),
+            # and a file that grew since is still read to its end.
+            want = info.st_size + 4096
+            while chunk := os.read(fd, want):
                 hasher.update(chunk)
                 size += len(chunk)
+                if len(chunk) < want:
+                    break
         else:
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
             buffer = getattr(_buffers, "buffer", None)
@@ -174,12 +192,20 @@ def _hash_file(real: str, path: str, alg: HashAlg) -> tuple[bytes, int]:
         os.close(fd)
 
 
+def _hash_batch(files: list[tuple[str, str]], alg: HashAlg) -> list[tuple[bytes, int]]:
+    return [_hash_file(real, path, alg) for real, path in files]
+
+
 @dataclass
 class _Pending:
+    """One entry in measurement order: its digest now (Dir, Symlink) or its place in a hashing task."""
+
     kind: EntryKind
     path: str
     entry: ManifestEntry
-    digest: bytes | Future[tuple[bytes, int]]
+    digest: bytes | None = None
+    task: Future[list[tuple[bytes, int]]] | None = None
+    position: int = 0
 
 
 class _Measurer:
@@ -191,6 +217,8 @@ class _Measurer:
         self.skip_missing = skip_missing
         self.items: list[_Pending] = []
         self.skipped: list[str] = []
+        self.batch: list[tuple[_Pending, str]] = []
+        self.batch_bytes = 0
 
     def plan(self) -> None:
         for entry in self.manifest.entries:
@@ -206,16 +234,34 @@ class _Measurer:
                     continue
                 raise
             self._add(entry, entry.path.text, real)
+        self.flush()
 
     def _add(self, entry: ManifestEntry, path: str, real: str) -> None:
-        digest: bytes | Future[tuple[bytes, int]]
+        item = _Pending(entry.kind, path, entry)
         if entry.kind is EntryKind.FILE:
-            digest = self.pool.submit(_hash_file, real, path, self.alg)
+            size = _check_regular(real, path)
+            if size >= _BUFFER:
+                self._submit([(item, real)])
+            else:
+                self.batch.append((item, real))
+                self.batch_bytes += size
+                if len(self.batch) >= _BATCH_FILES or self.batch_bytes >= _BATCH_BYTES:
+                    self.flush()
         elif entry.kind is EntryKind.DIR:
-            digest = self._directory(entry, path, real)
+            item.digest = self._directory(entry, path, real)
         else:
-            digest = self._symlink(path, real)
-        self.items.append(_Pending(entry.kind, path, entry, digest))
+            item.digest = self._symlink(path, real)
+        self.items.append(item)
+
+    def _submit(self, files: list[tuple[_Pending, str]]) -> None:
+        task = self.pool.submit(_hash_batch, [(real, item.path) for item, real in files], self.alg)
+        for position, (item, _) in enumerate(files):
+            item.task, item.position = task, position
+
+    def flush(self) -> None:
+        if self.batch:
+            self._submit(self.batch)
+        self.batch, self.batch_bytes = [], 0
 
     def _directory(self, entry: ManifestEntry, path: str, real: str) -> bytes:
         names = []
@@ -308,21 +354,24 @@ class _Measurer:
 
     def collect(self, progress: Progress | None) -> MeasureResult:
         entries: list[Measured] = []
+        digests: list[bytes] = []
         files = total = 0
         for item in self.items:
-            if isinstance(item.digest, Future):
-                digest, size = item.digest.result()
+            if item.task is not None:
+                digest, size = item.task.result()[item.position]
                 files += 1
                 total += size
                 if progress is not None:
                     progress(files, total)
             else:
+                assert item.digest is not None
                 digest = item.digest
+            digests.append(digest)
             dir_filters = (
                 (item.entry.include, item.entry.exclude) if item.kind is EntryKind.DIR else (None, None)
             )
             entries.append(Measured(item.kind, item.path, digest.hex(), *dir_filters))
-        chain = cumulative_hash(self.alg, (bytes.fromhex(e.digest) for e in entries))
+        chain = cumulative_hash(self.alg, digests)
         log = MeasurementLog(
             self.manifest.label,
             self.manifest.uuid,
@@ -345,10 +394,12 @@ def measure(
 
     ``skip_missing`` leaves out literal paths that do not exist, as SecL's tool does, instead of
     failing: the verifier then names them as missing entries. ``workers`` is the hashing thread count
-    (default: one per CPU plus four, for I/O overlap).
+    (default: one per CPU this process may run on).
     """
     confined = _Root(root)
-    count = workers or min(32, (os.cpu_count() or 1) + 4)
+    # One thread per CPU: hashing large files scales with cores, while more threads than cores only add
+    # GIL hand-offs to the per-file work of small files.
+    count = workers or len(os.sched_getaffinity(0))
     with ThreadPoolExecutor(max_workers=count, thread_name_prefix="secl-measure") as pool:
         measurer = _Measurer(manifest, confined, pool, skip_missing)
         try:

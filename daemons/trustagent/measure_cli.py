@@ -223,7 +223,7 @@ def _targets(
     help="Leave out (with a warning) literal paths that do not exist, as SecL's tool does, so the verifier names them; default: refuse.",
 )
 @click.option(
-    "--workers", type=click.IntRange(1, 256), default=None, help="Hashing threads (default: CPUs + 4)."
+    "--workers", type=click.IntRange(1, 256), default=None, help="Hashing threads (default: one per CPU)."
 )
 @click.option(
     "--config",

@@ -59,6 +59,7 @@ _XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
 # XML 1.0 characters; anything else (C0 controls, lone surrogates from undecodable file names) cannot be
 # written into a document at all.
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_NO_ATTRIBUTES: Mapping[str, str] = MappingProxyType({})
 _ATTRIBUTE_ESCAPES = {'"': "&quot;", "\t": "&#9;", "\n": "&#10;", "\r": "&#13;"}
 
 
@@ -107,7 +108,7 @@ class Measured:
     digest: str
     include: str | None = None
     exclude: str | None = None
-    extra: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), compare=False)
+    extra: Mapping[str, str] = field(default_factory=lambda: _NO_ATTRIBUTES, compare=False)
 
     def as_flavor_measurement(self) -> dict[str, str]:
         """This entry as a SecL SOFTWARE flavor measurement: ``{"type", "value", "Path", ...}``."""

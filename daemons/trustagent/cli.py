@@ -271,6 +271,20 @@ def _aik(config: TrustAgentConfig, central_url: str, host: str, token: str | Non
     return True
 
 
+def _asset_tag_index(config: TrustAgentConfig) -> None:
+    """Define the asset-tag NV index (owner authorization, 48 bytes of zeros: no tag yet); idempotent."""
+    from secl.trustagent.assettag import ASSET_TAG_NV_INDEX, define_index
+
+    try:
+        with TPMAdapter(config.tcti) as tpm:
+            outcome = define_index(tpm)
+    except TPMError as exc:
+        raise click.ClickException(
+            f"cannot define the asset-tag NV index through {config.tcti!r} [{exc.code}]: {exc}"
+        ) from None
+    click.echo(f"asset-tag NV index 0x{ASSET_TAG_NV_INDEX:08x}: {outcome}")
+
+
 def _register(config: TrustAgentConfig, central_url: str, host: str, token: str | None, force: bool) -> bool:
     """Register this host at the central under its own name; False (reported on stderr) if refused."""
     from secl.trustagent.provisioning import AIKProvisioningError, register_host
@@ -309,7 +323,8 @@ def setup(
     host: str | None,
     force: bool,
 ) -> None:
-    """Join a central: pin its CA, get a TLS certificate, create and enroll the AIK (idempotent).
+    """Join a central: pin its CA, get a TLS certificate, define the asset-tag NV index, create and enroll
+    the AIK, register the host (idempotent).
 
     Exits 0 when everything is in place, 1 on an error, 3 when AIK enrollment failed (the reason is on stderr).
     """
@@ -334,6 +349,7 @@ def setup(
     except requests.RequestException as exc:
         raise click.ClickException(f"cannot reach the central at {central_url}: {exc}") from None
     _write(state.central, json.dumps({"url": central_url, "ca_fingerprint_sha384": fingerprint}).encode())
+    _asset_tag_index(config)
     if not _aik(config, central_url, host, token, force):
         ctx.exit(EXIT_INCOMPLETE)
     if not _register(config, central_url, host, token, force):

@@ -1,7 +1,8 @@
 """The trust agent's HTTPS API (SecL's trust-agent paths) and the one owner of its TPM connection.
 
 ``create_app(config, tpm)`` builds the WSGI app (werkzeug only, no web framework on a compute host): ``GET /v2/version``, ``GET /v2/host``, ``GET /v2/aik``
-and ``POST /v2/tpm/quote``. Every error is JSON ``{"code", "message"}``: bad input 400, TPM failures 503
+``POST /v2/tpm/quote`` (bound to the asset tag in NV when one is provisioned: SecL's qualifying data, and
+the digest in ``asset_tag``) and ``POST /v2/tag`` (writes it). Every error is JSON ``{"code", "message"}``: bad input 400, TPM failures 503
 with the TPM fault code. :class:`AgentTPM` serializes TPM access with one lock (a TPM runs one command at
 a time, and a raw device or swtpm has no resource manager), keeps the AIK loaded, and reopens the TPM
 after the connection was lost, so a TPM that comes back is used again without restarting the agent.
@@ -24,7 +25,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from secl.trustagent import hostinfo
+from secl.trustagent import assettag, hostinfo
 from secl.trustagent.config import AIK_HIERARCHY, AIK_KIND, TrustAgentConfig
 from secl.trustagent.tpm import TPMAdapter, TPMAttestation, TPMError, TPMKey
 from werkzeug.exceptions import HTTPException
@@ -34,9 +35,11 @@ from werkzeug.test import Client
 from werkzeug.wrappers import Request, Response
 
 from secl import __version__
+from secl.core.assettag import ASSET_TAG_NV_SIZE, asset_tag_digest_from_nv
 from secl.core.errors import EvidenceError
 from secl.core.eventlog import pcr_banks_to_json
 from secl.core.hashalg import HashAlg
+from secl.core.quote import secl_qualifying_data
 from secl.sdnotify import notify
 
 log = logging.getLogger("secl.trustagent")
@@ -122,6 +125,15 @@ class AgentTPM:
                     return quote, before
         raise TPMError("PCRs kept changing while quoting", code="tpm-pcrs-changing")
 
+    def asset_tag(self) -> bytes | None:
+        """The asset-tag digest in NV (None: no tag), read for every quote: the owner may change it."""
+        with self._session() as (tpm, _):
+            return assettag.read_tag(tpm)
+
+    def write_asset_tag(self, digest: bytes) -> None:
+        with self._session() as (tpm, _):
+            assettag.write_tag(tpm, digest)
+
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
@@ -168,6 +180,29 @@ def parse_quote_request(body: Any, active: tuple[HashAlg, ...]) -> tuple[bytes, 
     return nonce, sorted(pcrs), banks
 
 
+def parse_tag_request(body: Any) -> tuple[bytes, str | None]:
+    """Validate SecL's ``{"tag": base64 of 48 bytes, "hardware_uuid": str}``; raise :class:`APIError` (400)."""
+    if not isinstance(body, dict):
+        raise APIError(400, "invalid-json", "the body must be a JSON object")
+    unknown = sorted(set(body) - {"tag", "hardware_uuid"})
+    if unknown:
+        raise APIError(400, "unknown-field", f"unknown field(s): {', '.join(unknown)}")
+    try:
+        tag = base64.b64decode(body.get("tag", ""), validate=True)
+    except (binascii.Error, TypeError, ValueError):
+        raise APIError(400, "invalid-tag", "tag must be a base64 string") from None
+    if len(tag) != ASSET_TAG_NV_SIZE:
+        raise APIError(
+            400,
+            "invalid-tag",
+            f"tag must decode to the {ASSET_TAG_NV_SIZE}-byte SHA-384 of a tag certificate",
+        )
+    hardware_uuid = body.get("hardware_uuid")
+    if hardware_uuid is not None and not isinstance(hardware_uuid, str):
+        raise APIError(400, "invalid-hardware-uuid", "hardware_uuid must be a string")
+    return tag, hardware_uuid
+
+
 def _read_event_log(config: TrustAgentConfig) -> tuple[str | None, str | None]:
     try:
         return _b64(config.event_log_path.read_bytes()), None
@@ -201,6 +236,7 @@ class AgentApp:
                 Rule("/v2/host", endpoint="host", methods=["GET"]),
                 Rule("/v2/aik", endpoint="aik", methods=["GET"]),
                 Rule("/v2/tpm/quote", endpoint="quote", methods=["POST"]),
+                Rule("/v2/tag", endpoint="tag", methods=["POST"]),
             ]
         )
 
@@ -249,7 +285,8 @@ class AgentApp:
         body = request.get_json(force=True, silent=True)
         nonce, pcrs, banks = parse_quote_request(body, self.tpm.facts().banks)
         selection = {bank: pcrs for bank in banks}
-        attestation, values = self.tpm.quote(selection, hashlib.sha256(nonce).digest())
+        tag = self.tpm.asset_tag()  # SecL's binding: with a tag, SHA-256(SHA-256(nonce) || tag)
+        attestation, values = self.tpm.quote(selection, secl_qualifying_data(nonce, tag))
         event_log, problem = _read_event_log(self.config)  # after the quote: a log may only have grown since
         response: dict[str, Any] = {
             "attest": _b64(attestation.attest),
@@ -258,10 +295,32 @@ class AgentApp:
             "pcr_banks": [bank.name for bank in banks],
             "pcrs": pcr_banks_to_json(values),
             "event_log": event_log,
+            "is_tag_provisioned": tag is not None,
         }
+        if tag is not None:
+            response["asset_tag"] = _b64(tag)
         if problem:
             response["event_log_error"] = problem
         return response
+
+    def _tag(self, request: Request) -> dict[str, Any]:
+        """Write the asset-tag digest the central sends into NV (all zeros removes the tag). A tag meant
+        for another machine (``hardware_uuid``, when given, is not this host's) is refused (409)."""
+        tag, hardware_uuid = parse_tag_request(request.get_json(force=True, silent=True))
+        if hardware_uuid is not None:
+            ours = hostinfo.read_smbios(self.sources, []).hardware_uuid
+            if str(ours or "").lower() != hardware_uuid.strip().lower():
+                raise APIError(
+                    409, "hardware-uuid-mismatch",
+                    f"the tag is for hardware UUID {hardware_uuid}, this host is {ours or '(unknown)'}",
+                )  # fmt: skip
+        self.tpm.write_asset_tag(tag)
+        provisioned = asset_tag_digest_from_nv(tag)
+        log.info("asset tag %s", f"written: {tag.hex()}" if provisioned else "removed")
+        return {
+            "is_tag_provisioned": provisioned is not None,
+            "asset_tag": _b64(tag) if provisioned else None,
+        }
 
 
 def create_app(config: TrustAgentConfig, tpm: AgentTPM) -> AgentApp:

@@ -16,14 +16,26 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from tpm2_pytss import ESAPI
-from tpm2_pytss.constants import ESYS_TR, TPM2_ALG, TPM2_CAP, TPM2_HT, TPM2_RC, TPM2_SE, TPMA_OBJECT, TSS2_RC
+from tpm2_pytss.constants import (
+    ESYS_TR,
+    TPM2_ALG,
+    TPM2_CAP,
+    TPM2_HT,
+    TPM2_RC,
+    TPM2_SE,
+    TPMA_NV,
+    TPMA_OBJECT,
+    TSS2_RC,
+)
 from tpm2_pytss.TSS2_Exception import TSS2_Exception
 from tpm2_pytss.types import (
     TPM2B_ENCRYPTED_SECRET,
     TPM2B_ID_OBJECT,
+    TPM2B_NV_PUBLIC,
     TPM2B_PUBLIC,
     TPML_DIGEST_VALUES,
     TPML_PCR_SELECTION,
+    TPMS_NV_PUBLIC,
     TPMT_HA,
     TPMT_SIG_SCHEME,
     TPMT_SYM_DEF,
@@ -113,6 +125,15 @@ class TPMAttestation:
 
     attest: bytes
     signature: bytes
+
+
+@dataclass(frozen=True)
+class NVIndex:
+    """A defined NV index: its handle, data size and attributes (TPMS_NV_PUBLIC)."""
+
+    index: int
+    size: int
+    attributes: TPMA_NV
 
 
 @dataclass(frozen=True)
@@ -275,6 +296,66 @@ class TPMAdapter:
         )
         with _tpm_call(f"extend PCR {index}"):
             self._esapi.pcr_extend(ESYS_TR.PCR0 + index, values)
+
+    # --- NV indices (the asset tag). Writes and definitions use owner authorization. ---------------------
+
+    def nv_index(self, index: int) -> NVIndex | None:
+        """The NV index ``index``, or None when it is not defined (asked without touching the index, so a
+        missing one is not a TPM error)."""
+        with _tpm_call(f"look up NV index 0x{index:08x}"):
+            _, data = self._esapi.get_capability(TPM2_CAP.HANDLES, index, 1)
+            if index not in [int(h) for h in data.data.handles]:
+                return None
+            handle = self._esapi.tr_from_tpmpublic(index)
+            try:
+                public, _ = self._esapi.nv_read_public(handle)
+            finally:
+                self._esapi.tr_close(handle)
+        return NVIndex(index, int(public.nvPublic.dataSize), TPMA_NV(public.nvPublic.attributes))
+
+    def nv_define(self, index: int, size: int, attributes: TPMA_NV, owner_auth: bytes = b"") -> None:
+        """TPM2_NV_DefineSpace under the owner hierarchy, with an empty index authorization."""
+        public = TPM2B_NV_PUBLIC(
+            nvPublic=TPMS_NV_PUBLIC(
+                nvIndex=index, nameAlg=TPM2_ALG.SHA256, attributes=attributes, dataSize=size
+            )
+        )
+        with _tpm_call(f"define NV index 0x{index:08x}"):
+            self._owner(owner_auth)
+            self._esapi.tr_close(self._esapi.nv_define_space(None, public, ESYS_TR.OWNER))
+
+    def nv_undefine(self, index: int, owner_auth: bytes = b"") -> None:
+        with _tpm_call(f"undefine NV index 0x{index:08x}"):
+            self._owner(owner_auth)
+            self._esapi.nv_undefine_space(self._esapi.tr_from_tpmpublic(index), ESYS_TR.OWNER)
+
+    def nv_write(self, index: int, data: bytes, owner_auth: bytes = b"") -> None:
+        """TPM2_NV_Write of ``data`` at offset 0, authorized by the owner (an OWNERWRITE index)."""
+        with _tpm_call(f"write NV index 0x{index:08x}"):
+            self._owner(owner_auth)
+            handle = self._esapi.tr_from_tpmpublic(index)
+            try:
+                self._esapi.nv_write(handle, data, 0, ESYS_TR.OWNER)
+            finally:
+                self._esapi.tr_close(handle)
+
+    def nv_read(self, index: int, size: int) -> bytes | None:
+        """TPM2_NV_Read of ``size`` bytes with the index's own (empty) authorization; None when the index
+        was never written."""
+        with _tpm_call(f"read NV index 0x{index:08x}"):
+            handle = self._esapi.tr_from_tpmpublic(index)
+            try:
+                return bytes(self._esapi.nv_read(handle, size, 0))
+            except TSS2_Exception as exc:
+                if exc.error == TPM2_RC.NV_UNINITIALIZED:
+                    return None
+                raise
+            finally:
+                self._esapi.tr_close(handle)
+
+    def _owner(self, owner_auth: bytes) -> None:
+        if owner_auth:
+            self._esapi.tr_set_auth(ESYS_TR.OWNER, owner_auth)
 
 
 def _as_mapping(selection: Selection) -> dict[HashAlg, tuple[int, ...]]:

@@ -36,6 +36,8 @@ class CentralConfig:
     max_body_bytes: int = 1024 * 1024
     # Lifetime of host and service certificates issued through enrollment tokens.
     certificate_days: int = 365
+    # The Privacy CA accepts only EKs registered through /hvs/v2/tpm-endorsements (chain or not).
+    require_ek_registration: bool = False
     log_level: str = "INFO"
 
     @property

@@ -7,6 +7,7 @@ endorsement CA through the API; the host side (ActivateCredential) is in :mod:`t
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import threading
 from collections.abc import Iterator
@@ -554,3 +555,108 @@ def test_a_host_registers_only_itself_with_its_enrollment_token(
     tls_only = _enrollment_token(client, admin_headers, "host-3.example", ["tls"])
     third = {"host_name": "host-3.example", "connection_string": "intel:https://host-3.example:1443"}
     _error(client.post("/hvs/v2/hosts", json=third, headers=tls_only), 403, "permission-denied")
+
+
+# --- registered EKs (tpm-endorsements) ----------------------------------------------------------------------
+
+ENDORSEMENTS = "/hvs/v2/tpm-endorsements"
+HW_UUID = "8d4a1c3e-5f06-4e21-9b7a-0c2d3e4f5a6b"
+
+
+def _register(client: FlaskClient, headers: dict[str, str], tpm: TPMAdapter, **extra: Any) -> dict[str, Any]:
+    ek = tpm.read_ek("rsa")
+    assert ek.certificate is not None
+    body = {"certificate": b64(ek.certificate), "hardware_uuid": HW_UUID, "comment": "rack 12", **extra}
+    response = client.post(ENDORSEMENTS, json=body, headers=headers)
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
+def test_a_registered_ek_enrolls_without_any_vendor_ca(
+    client: FlaskClient, admin_headers: dict[str, str], tpm: TPMAdapter, central_app: Flask,
+    central_state: CentralState,
+):  # fmt: skip
+    aik = tpm.create_ak("rsa")
+    body = challenge_body(tpm.read_ek("rsa"), aik.public)
+    refused = _error(client.post(REQUEST, json=body, headers=admin_headers), 403, "ek-certificate-untrusted")
+    assert "/hvs/v2/tpm-endorsements" in refused["message"]  # the error says how to let this TPM in
+    registered = _register(client, admin_headers, tpm)
+    assert (
+        registered["certificate_sha256"] == hashlib.sha256(tpm.read_ek("rsa").certificate or b"").hexdigest()
+    )
+    assert registered["certificate"].startswith("-----BEGIN CERTIFICATE-----")
+    enrollment = enroll(client, admin_headers, tpm, aik)
+    aik_cert = x509.load_pem_x509_certificate(enrollment.certificate["aik_certificate"].encode())
+    assert aik_cert.issuer == _privacy_ca(central_state).subject
+    with _session(central_app) as session:
+        issued = session.scalars(select(AuditEvent).where(AuditEvent.action == "aik.challenge-issued")).all()
+        assert [e.details["trust_anchor"] for e in issued] == [f"registered EK {registered['id']}"]
+
+
+def test_a_revoked_registration_refuses_the_ek_even_with_a_good_chain(
+    client: FlaskClient, admin_headers: dict[str, str], tpm: TPMAdapter, trusted: Any
+):
+    aik = tpm.create_ak("rsa")
+    registered = _register(client, admin_headers, tpm, revoked=True)
+    body = challenge_body(tpm.read_ek("rsa"), aik.public)
+    error = _error(client.post(REQUEST, json=body, headers=admin_headers), 403, "ek-revoked")
+    assert error["details"]["tpm_endorsement_id"] == registered["id"]
+    restored = client.put(
+        f"{ENDORSEMENTS}/{registered['id']}", json={"revoked": False}, headers=admin_headers
+    )
+    assert restored.status_code == 200 and restored.get_json()["revoked"] is False
+    assert restored.get_json()["comment"] == "rack 12"  # untouched fields stay
+    enroll(client, admin_headers, tpm, aik)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_with_registration_required_a_good_chain_is_not_enough(
+    client: FlaskClient,
+    admin_headers: dict[str, str],
+    tpm: TPMAdapter,
+    trusted: Any,
+    central_state: CentralState,
+):
+    strict = create_app(dataclasses.replace(central_state.config, require_ek_registration=True))
+    try:
+        strict_client = strict.test_client()
+        aik = tpm.create_ak("rsa")
+        body = challenge_body(tpm.read_ek("rsa"), aik.public)
+        _error(strict_client.post(REQUEST, json=body, headers=admin_headers), 403, "ek-not-registered")
+        # The default central (same database) still accepts it through the chain.
+        assert client.post(REQUEST, json=body, headers=admin_headers).status_code == 201
+        _register(client, admin_headers, tpm)
+        enroll(strict_client, admin_headers, tpm, aik)
+    finally:
+        strict.extensions["secl.db"].dispose()
+
+
+def test_tpm_endorsements_are_searched_updated_deleted_and_bad_input_is_a_4xx(
+    client: FlaskClient, admin_headers: dict[str, str], tpm: TPMAdapter, swtpm: RunningSwtpm
+):
+    registered = _register(client, admin_headers, tpm)
+    ek_pem = registered["certificate"]
+    # The same EK again, as PEM this time: one registration per certificate.
+    _error(client.post(ENDORSEMENTS, json={"certificate": ek_pem}, headers=admin_headers), 409,
+           "tpm-endorsement-exists")  # fmt: skip
+    ca_pem = (swtpm.ca_dir / "issuercert.pem").read_text()
+    _error(client.post(ENDORSEMENTS, json={"certificate": ca_pem}, headers=admin_headers), 400,
+           "not-an-ek-certificate")  # fmt: skip
+    for bad in ("not base64!", b64(b"\x30\x03\x02\x01\x05"), "-----BEGIN CERTIFICATE-----\nAAAA\n"):
+        _error(client.post(ENDORSEMENTS, json={"certificate": bad}, headers=admin_headers), 400,
+               "certificate-invalid")  # fmt: skip
+    for body in ({"certificate": ek_pem, "hardware_uuid": "nope"}, {"certificate": ek_pem, "extra": 1}, {}):
+        assert client.post(ENDORSEMENTS, json=body, headers=admin_headers).status_code == 400
+    search = lambda query: client.get(ENDORSEMENTS, query_string=query, headers=admin_headers)  # noqa: E731
+    assert [e["id"] for e in search({"hardwareUuidEqualTo": HW_UUID}).get_json()["tpm_endorsements"]] == [
+        registered["id"]
+    ]
+    assert search({"revokedEqualTo": "true"}).get_json()["tpm_endorsements"] == []
+    assert len(search({"commentContains": "rack"}).get_json()["tpm_endorsements"]) == 1
+    assert search({"hardwareUuidEqualTo": "x"}).status_code == 400
+    one = f"{ENDORSEMENTS}/{registered['id']}"
+    assert client.get(one, headers=admin_headers).get_json()["subject"] == registered["subject"]
+    assert client.get(one).status_code == 401  # every route needs a token
+    assert client.delete(one, headers=admin_headers).status_code == 204
+    _error(client.get(one, headers=admin_headers), 404, "tpm-endorsement-not-found")
+    _error(client.put(one, json={"revoked": True}, headers=admin_headers), 404, "tpm-endorsement-not-found")

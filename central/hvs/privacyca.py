@@ -37,7 +37,7 @@ from secl.central import audit
 from secl.central.cms import pki
 from secl.central.errors import APIError, Conflict, Forbidden, NotFound, ValidationFailed
 from secl.central.setup import load_issuer
-from secl.central.store.hvs_models import AIKChallenge, EndorsementCA
+from secl.central.store.hvs_models import AIKChallenge, EndorsementCA, TpmEndorsement
 from secl.central.store.models import utcnow
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
@@ -205,6 +205,14 @@ def delete_endorsement_ca(session: Session, ca_id: str, *, actor: str) -> None:
     session.commit()
 
 
+def registered_ek(session: Session, certificate_sha256: str) -> TpmEndorsement | None:
+    """The registration (/hvs/v2/tpm-endorsements) of the EK certificate with this SHA-256, revoked or
+    not; None when it is not registered."""
+    return session.scalar(
+        select(TpmEndorsement).where(TpmEndorsement.certificate_sha256 == certificate_sha256)
+    )
+
+
 # --- identity challenge request -----------------------------------------------------------------------------
 
 
@@ -302,14 +310,31 @@ def request_challenge(
         _refuse(session, error, "aik.challenge-refused", actor=actor, target=host_name,
                 ek_certificate_sha256=ek_cert.fingerprint_sha256, aik_name=aik_name.hex())  # fmt: skip
 
+    registered = registered_ek(session, ek_cert.fingerprint_sha256)
+    if registered is not None and registered.revoked:
+        refuse(Forbidden(
+            f"the EK certificate's registration {registered.id} is revoked: this TPM may not enroll "
+            "(PUT /hvs/v2/tpm-endorsements/<id> with revoked=false restores it)", code="ek-revoked",
+            details={"tpm_endorsement_id": registered.id},
+        ))  # fmt: skip
+    if registered is None and app.extensions["secl.config"].require_ek_registration:
+        refuse(Forbidden(
+            f"the EK certificate (SHA-256 {ek_cert.fingerprint_sha256}) is not registered, and this central "
+            "accepts registered EKs only: POST it to /hvs/v2/tpm-endorsements first", code="ek-not-registered",
+            details={"certificate": ek_cert.to_dict()},
+        ))  # fmt: skip
     anchors = [ca.certificate for ca in trusted_cas(session, app)]
     try:
         chain = verify_ek_certificate(ek_cert, EKTrustStore(tuple(anchors)), intermediates=anchors)
+        trust = f"vendor CA {chain.trust_anchor.subject}"
     except EKCertificateError as exc:
-        refuse(Forbidden(
-            f"the EK certificate is not trusted: {exc.message}", code="ek-certificate-untrusted",
-            details={"ekcert_code": exc.code, "certificate": ek_cert.to_dict()},
-        ))  # fmt: skip
+        if registered is None:
+            refuse(Forbidden(
+                f"the EK certificate is not trusted: {exc.message}; trust its vendor CA (POST "
+                "/hvs/v2/endorsement-cas) or register this EK (POST /hvs/v2/tpm-endorsements)",
+                code="ek-certificate-untrusted", details={"ekcert_code": exc.code, "certificate": ek_cert.to_dict()},
+            ))  # fmt: skip
+        trust = f"registered EK {registered.id}"
     try:
         cert_key = _spki(ek_cert.public_key)
     except (ValueError, TypeError):
@@ -338,7 +363,7 @@ def request_challenge(
     audit.record(
         session, "aik.challenge-issued", actor=actor, outcome="success", target=host_name[:255],
         challenge_id=row.id, aik_name=row.aik_name, ek_certificate_sha256=ek_cert.fingerprint_sha256,
-        trust_anchor=str(chain.trust_anchor.subject),
+        trust_anchor=trust,
     )  # fmt: skip
     session.commit()
     return IssuedChallenge(row, blob.marshal(), encrypted.marshal())

@@ -115,3 +115,4 @@ from secl.central.hvs import flavorgroups, flavors, hosts, templates  # noqa: E4
 from secl.central.hvs import reports  # noqa: E402, F401  # isort: skip
 from secl.central.hvs import flavorimport  # noqa: E402, F401  # isort: skip
 from secl.central.hvs import jobviews  # noqa: E402, F401  # isort: skip
+from secl.central.hvs import tpmendorsements  # noqa: E402, F401  # isort: skip

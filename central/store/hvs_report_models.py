@@ -32,4 +32,6 @@ class Report(Base):
     host_manifest: Mapped[dict[str, Any]] = mapped_column(JSON)
     evidence_digest: Mapped[str] = mapped_column(String(64))
     jwt: Mapped[str] = mapped_column(Text)
+    # The asset tags {name: value} the report verified (its trusted ASSET_TAG flavor's certificate), else {}.
+    tags: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     created_by: Mapped[str] = mapped_column(String(255))

@@ -9,6 +9,7 @@ from tests.corpus import corpus_path
 from tests.test_cli_admin import Central, central  # noqa: F401 (the fixture)
 
 VMWARE_FLAVORS = "intel-secl/pkg/lib/verifier/test_data/vmware12/signed_flavors.json"
+STM_EK = "keylime/extracted_from_tests/st_sha256_with_rsa.der"
 
 
 def test_hosts_lifecycle(central: Central):  # noqa: F811
@@ -74,3 +75,25 @@ def test_flavorgroups_create_show_and_delete(central: Central):  # noqa: F811
     default = json.loads(central.run("flavorgroups", "show", "automatic").stdout)
     refused = central.run("flavorgroups", "delete", default["id"])
     assert refused.exit_code != 0 and refused.stderr.startswith("secl: error: ")
+
+
+def test_tpm_endorsements_add_list_revoke_restore_delete(central: Central):  # noqa: F811
+    assert central.login().exit_code == 0
+    # The STMicro RSA EK certificate from keylime's tests, as DER read from NV (trailing 0xFF padding).
+    added = central.run("tpm-endorsements", "add", str(corpus_path(STM_EK)), "--hardware-uuid",
+                        "8d4a1c3e-5f06-4e21-9b7a-0c2d3e4f5a6b", "--comment", "rack 12", "-o", "json")  # fmt: skip
+    assert added.exit_code == 0, added.output + added.stderr
+    registered = json.loads(added.stdout)
+    assert registered["revoked"] is False and "STMicro" in registered["issuer"]
+    again = central.run("tpm-endorsements", "add", str(corpus_path(STM_EK)))
+    assert again.exit_code != 0 and "tpm-endorsement-exists" in again.stderr
+    assert registered["id"] in central.run("tpm-endorsements", "list").stdout
+    assert central.run("tpm-endorsements", "revoke", registered["id"]).exit_code == 0
+    revoked = json.loads(central.run("tpm-endorsements", "list", "--revoked", "-o", "json").stdout)
+    assert [e["id"] for e in revoked] == [registered["id"]]
+    assert json.loads(central.run("tpm-endorsements", "list", "--active", "-o", "json").stdout) == []
+    assert central.run("tpm-endorsements", "restore", registered["id"]).exit_code == 0
+    assert central.run("tpm-endorsements", "delete", registered["id"]).exit_code == 0
+    assert json.loads(central.run("tpm-endorsements", "list", "-o", "json").stdout) == []
+    missing = central.run("tpm-endorsements", "revoke", registered["id"])
+    assert missing.exit_code != 0 and "tpm-endorsement-not-found" in missing.stderr

@@ -20,6 +20,7 @@ import click
 from secl import __version__
 from secl.cli.admin import COMMANDS as ADMIN_COMMANDS
 from secl.cli.client import CentralError
+from secl.cli.endorsements import endorsements_group
 from secl.cli.evidence import ekcert_group, eventlog_group, ima_group, quote_group
 from secl.cli.hvs import endorsement_cas_group, flavorgroups_group, flavors_group, hosts_group, report_command
 from secl.cli.output import InputError, InvalidEvidence
@@ -61,6 +62,7 @@ cli.add_command(eventlog_group)
 cli.add_command(ima_group)
 cli.add_command(quote_group)
 cli.add_command(ekcert_group)
+cli.add_command(endorsements_group)
 for _hvs_command in (hosts_group, flavors_group, flavorgroups_group, endorsement_cas_group, report_command):
     cli.add_command(_hvs_command)
 for _command in ADMIN_COMMANDS:

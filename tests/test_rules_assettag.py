@@ -135,6 +135,31 @@ def test_tag_certificate_trusted_faults(tag_ca: TagCA, case: str, expected: str)
     )
 
 
+def test_revoked_certificate_is_refused_first_and_only_that_one(tag_ca: TagCA) -> None:
+    cert, other = tag_ca.issue(), tag_ca.issue()
+    flavor = build_asset_tag_flavor(cert, now=START)
+    revoked = dataclasses.replace(anchors(tag_ca), revoked_tag_certificates=frozenset({cert.sha384}))
+    verdict = evaluate_flavor(flavor, host(cert.sha384), revoked)
+    assert faults(verdict) == {
+        RuleName.TAG_CERTIFICATE_TRUSTED: [FaultName.TAG_CERTIFICATE_REVOKED],
+        RuleName.ASSET_TAG_MATCHES: [],  # the digest still matches: the certificate is what is refused
+    }
+    (fault,) = verdict.results[0].faults
+    assert cert.sha384.hex() in fault.description and not verdict.trusted
+    # Revoked wins over expired (the issuer's record is decisive), and another certificate is unaffected.
+    late = dataclasses.replace(revoked, at=END + dt.timedelta(days=1))
+    assert faults(evaluate_flavor(flavor, host(cert.sha384), late))[RuleName.TAG_CERTIFICATE_TRUSTED] == [
+        FaultName.TAG_CERTIFICATE_REVOKED
+    ]
+    assert evaluate_flavor(build_asset_tag_flavor(other, now=START), host(other.sha384), revoked).trusted
+    # VMware hosts get TagCertificateTrusted alone; it refuses the revoked certificate too.
+    vmware = parse_flavor({**flavor.to_json(), "meta": {**flavor.to_json()["meta"], "vendor": "VMWARE",
+                           "description": {**flavor.meta.description, "tpm_version": "2.0"}}})  # fmt: skip
+    assert faults(evaluate_flavor(vmware, host(cert.sha384), revoked)) == {
+        RuleName.TAG_CERTIFICATE_TRUSTED: [FaultName.TAG_CERTIFICATE_REVOKED]
+    }
+
+
 def test_flavor_without_certificate_fails_both_rules(tag_ca: TagCA) -> None:
     doc = build_asset_tag_flavor(tag_ca.issue()).to_json()
     del doc["external"]

@@ -85,6 +85,8 @@ class FaultName:
     TAG_CERTIFICATE_MISSING = "TagCertificateMissing"
     TAG_CERTIFICATE_NOT_TRUSTED = "TagCertificateNotTrusted"
     TAG_CERTIFICATE_NOT_YET_VALID = "TagCertificateNotYetValid"
+    # Ours: SecL has no tag-certificate revocation (its HVS only deletes certificates).
+    TAG_CERTIFICATE_REVOKED = "TagCertificateRevoked"
     XML_MEASUREMENT_LOG_CONTAINS_UNEXPECTED_ENTRIES = "XmlMeasurementLogContainsUnexpectedEntries"
     XML_MEASUREMENT_LOG_INVALID = "XmlMeasurementLogInvalid"
     XML_MEASUREMENT_LOG_MISSING = "XmlMeasurementLogMissing"

@@ -8,7 +8,8 @@ certificate rules (``rules_trust``).
   when it cannot be read, no trusted Tag CA signed it, or it names another host than the manifest's
   ``host_info.hardware_uuid`` (SecL does not check the last; a certificate for another host is never one
   this host may carry); then TagCertificateExpired / TagCertificateNotYetValid
-  (:func:`secl.core.assettag.verify_tag_certificate`).
+  (:func:`secl.core.assettag.verify_tag_certificate`). Before all that, TagCertificateRevoked (ours, not
+  SecL's) when the certificate's SHA-384 is one the verifier was told is revoked.
 - AssetTagMatches, in SecL's order: AssetTagMissing when the host reports no tag digest (its NV index is
   empty), AssetTagNotProvisioned when the flavor has no certificate, AssetTagMismatch when the host's
   digest is not the SHA-384 of the flavor's certificate. The rule JSON carries ``expected_tag`` (base64)
@@ -70,6 +71,8 @@ class TagCertificateTrusted:
     at: datetime
     name: str = RuleName.TAG_CERTIFICATE_TRUSTED
     memo: VerificationMemo | None = field(default=None, compare=False)
+    # SHA-384 digests of revoked tag certificates: the issuer's own record, so it is checked first.
+    revoked: frozenset[bytes] = frozenset()
 
     def apply(self, manifest: HostManifest) -> RuleResult:
         fault = self._fault(manifest)
@@ -80,6 +83,11 @@ class TagCertificateTrusted:
             return Fault(
                 FaultName.TAG_CERTIFICATE_MISSING,
                 "Host trust policy requires tag validation but the flavor has no tag certificate",
+            )
+        if hashlib.sha384(self.tag_certificate).digest() in self.revoked:
+            return Fault(
+                FaultName.TAG_CERTIFICATE_REVOKED,
+                f"Tag certificate {hashlib.sha384(self.tag_certificate).hexdigest()} has been revoked",
             )
         try:
             verify_tag_certificate(

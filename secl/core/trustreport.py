@@ -95,6 +95,8 @@ class TrustAnchors:
     flavor_cas: tuple[x509.Certificate, ...] = ()
     flavor_intermediates: tuple[x509.Certificate, ...] = ()
     tag_cas: tuple[x509.Certificate, ...] = ()
+    # SHA-384 digests of tag certificates their issuer revoked (TagCertificateTrusted refuses them).
+    revoked_tag_certificates: frozenset[bytes] = frozenset()
     check_flavor_signatures: bool = True
     # Remembers signature checks that passed, across reports (see secl.core.verifymemo); None: check all.
     memo: VerificationMemo | None = None
@@ -130,7 +132,14 @@ def _required_rules(vendor: str, flavor: Flavor, trust: TrustAnchors) -> list[Ru
         if part == "ASSET_TAG":
             tag = tag_certificate_der(flavor)
             return [
-                TagCertificateTrusted(tag, trust.tag_cas, part, trust.at, memo=trust.memo),
+                TagCertificateTrusted(
+                    tag,
+                    trust.tag_cas,
+                    part,
+                    trust.at,
+                    memo=trust.memo,
+                    revoked=trust.revoked_tag_certificates,
+                ),
                 AssetTagMatches(tag, part),
             ]
         digest_alg = str(flavor.meta.description.get("digest_algorithm", "SHA384"))
@@ -142,7 +151,14 @@ def _required_rules(vendor: str, flavor: Flavor, trust: TrustAnchors) -> list[Ru
         ]
     if part == "ASSET_TAG":
         return [
-            TagCertificateTrusted(tag_certificate_der(flavor), trust.tag_cas, part, trust.at, memo=trust.memo)
+            TagCertificateTrusted(
+                tag_certificate_der(flavor),
+                trust.tag_cas,
+                part,
+                trust.at,
+                memo=trust.memo,
+                revoked=trust.revoked_tag_certificates,
+            )
         ]
     return []
 

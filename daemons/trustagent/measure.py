@@ -101,11 +101,13 @@ class _Root:
     def join(self, parts: list[str]) -> str:
         return self.real + "/" + "/".join(parts) if parts else self.real or "/"
 
-    def resolve(self, path: str, *, follow_last: bool) -> str:
-        """The real location of manifest ``path`` under the root, every link resolved inside the root."""
+    def resolve(self, path: str, *, follow_last: bool) -> tuple[str, os.stat_result]:
+        """The real location of manifest ``path`` under the root, every link resolved inside the root,
+        and what ``lstat`` says of it."""
         pending = [p for p in path.split("/") if p and p != "."]
         done: list[str] = []
         links = 0
+        info: os.stat_result | None = None
         while pending:
             part = pending.pop(0)
             if part == "..":
@@ -133,44 +135,41 @@ class _Root:
                 if target.startswith("/"):
                     done = []
                 pending = [p for p in target.split("/") if p and p != "."] + pending
+                info = None
                 continue
             if pending and not stat.S_ISDIR(info.st_mode):
                 raise MeasureError(f"{path}: {part} is not a directory", code="path-missing", path=path)
             done.append(part)
-        return self.join(done)
+        real = self.join(done)
+        if info is None:  # the root itself (also reached through a link)
+            info = os.lstat(real)
+        return real, info
 
 
 _buffers = threading.local()
 
 
-def _check_regular(real: str, path: str) -> int:
-    """The size of the regular file at ``real``. Looked at before opening: opening a device or a FIFO
-    can have effects of its own."""
-    try:
-        info = os.lstat(real)
-    except OSError as exc:
-        raise _os_error(exc, path, "look up") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise MeasureError(f"{path}: not a regular file", code="not-a-file", path=path)
-    return info.st_size
-
-
-def _hash_file(real: str, path: str, alg: HashAlg) -> tuple[bytes, int]:
-    """Stream one regular file through ``alg``; return its digest and the bytes read."""
+def _open(real: str, path: str) -> tuple[int, os.stat_result]:
     try:
         fd = os.open(real, _OPEN_FLAGS)
     except OSError as exc:
         raise _os_error(exc, path, "open") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):  # replaced since it was looked at
+        os.close(fd)
+        raise MeasureError(f"{path}: not a regular file", code="not-a-file", path=path)
+    return fd, info
+
+
+def _hash_open(fd: int, size_hint: int, path: str, alg: HashAlg) -> tuple[bytes, int]:
+    """Stream an open regular file through ``alg`` and close it; return its digest and the bytes read."""
     try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):  # replaced since it was looked at
-            raise MeasureError(f"{path}: not a regular file", code="not-a-file", path=path)
         hasher = _HASHLIB[alg]()
         size = 0
-        if info.st_size < _BUFFER:
+        if size_hint < _BUFFER:
             # Ask for more than the inode claims: a short read is the end (one read for most files),
             # and a file that grew since is still read to its end.
-            want = info.st_size + 4096
+            want = size_hint + 4096
             while chunk := os.read(fd, want):
                 hasher.update(chunk)
                 size += len(chunk)
@@ -192,8 +191,26 @@ def _hash_file(real: str, path: str, alg: HashAlg) -> tuple[bytes, int]:
         os.close(fd)
 
 
-def _hash_batch(files: list[tuple[str, str]], alg: HashAlg) -> list[tuple[bytes, int]]:
-    return [_hash_file(real, path, alg) for real, path in files]
+def _hash_file(real: str, path: str, alg: HashAlg) -> tuple[bytes, int]:
+    fd, info = _open(real, path)
+    return _hash_open(fd, info.st_size, path, alg)
+
+
+Hashed = tuple[bytes, int] | Future[tuple[bytes, int]]
+
+
+def _hash_batch(files: list[tuple[str, str]], alg: HashAlg, pool: ThreadPoolExecutor) -> list[Hashed]:
+    """Hash small files here; a file found large is handed back to the pool on its own, so large files
+    spread over the threads even when a search could not tell their sizes."""
+    results: list[Hashed] = []
+    for real, path in files:
+        fd, info = _open(real, path)
+        if info.st_size >= _BUFFER:
+            os.close(fd)
+            results.append(pool.submit(_hash_file, real, path, alg))
+        else:
+            results.append(_hash_open(fd, info.st_size, path, alg))
+    return results
 
 
 @dataclass
@@ -204,7 +221,7 @@ class _Pending:
     path: str
     entry: ManifestEntry
     digest: bytes | None = None
-    task: Future[list[tuple[bytes, int]]] | None = None
+    task: Future[list[Hashed]] | None = None
     position: int = 0
 
 
@@ -224,22 +241,29 @@ class _Measurer:
         for entry in self.manifest.entries:
             if entry.path.is_regex:
                 for path, real in self._search(entry):
-                    self._add(entry, path, real)
+                    self._add(entry, path, real, None)
                 continue
             try:
-                real = self.root.resolve(entry.path.text, follow_last=entry.kind is not EntryKind.SYMLINK)
+                real, info = self.root.resolve(
+                    entry.path.text, follow_last=entry.kind is not EntryKind.SYMLINK
+                )
             except MeasureError as exc:
                 if exc.code == "path-missing" and self.skip_missing:
                     self.skipped.append(entry.path.text)
                     continue
                 raise
-            self._add(entry, entry.path.text, real)
+            self._add(entry, entry.path.text, real, info)
         self.flush()
 
-    def _add(self, entry: ManifestEntry, path: str, real: str) -> None:
+    def _add(self, entry: ManifestEntry, path: str, real: str, info: os.stat_result | None) -> None:
+        """Queue or compute one entry. ``info`` is the entry's lstat when known; a search has already
+        checked the type (regular file, directory, link) from the directory listing."""
         item = _Pending(entry.kind, path, entry)
         if entry.kind is EntryKind.FILE:
-            size = _check_regular(real, path)
+            # Look before opening: opening a device or a FIFO can have effects of its own.
+            if info is not None and not stat.S_ISREG(info.st_mode):
+                raise MeasureError(f"{path}: not a regular file", code="not-a-file", path=path)
+            size = info.st_size if info is not None else 0
             if size >= _BUFFER:
                 self._submit([(item, real)])
             else:
@@ -254,7 +278,7 @@ class _Measurer:
         self.items.append(item)
 
     def _submit(self, files: list[tuple[_Pending, str]]) -> None:
-        task = self.pool.submit(_hash_batch, [(real, item.path) for item, real in files], self.alg)
+        task = self.pool.submit(_hash_batch, [(real, item.path) for item, real in files], self.alg, self.pool)
         for position, (item, _) in enumerate(files):
             item.task, item.position = task, position
 
@@ -294,7 +318,7 @@ class _Measurer:
         CumulativeHash a function of the tree alone."""
         base = entry.path.search_root
         try:
-            base_real = self.root.resolve(base, follow_last=True)
+            base_real, _ = self.root.resolve(base, follow_last=True)
         except MeasureError as exc:
             if exc.code == "path-missing":
                 return []  # nothing there to match, as find finds nothing
@@ -358,7 +382,8 @@ class _Measurer:
         files = total = 0
         for item in self.items:
             if item.task is not None:
-                digest, size = item.task.result()[item.position]
+                hashed = item.task.result()[item.position]
+                digest, size = hashed.result() if isinstance(hashed, Future) else hashed
                 files += 1
                 total += size
                 if progress is not None:

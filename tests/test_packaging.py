@@ -44,7 +44,8 @@ def test_core_requirements_are_only_what_every_part_needs():
     core = {
         r.split(">")[0].split("<")[0].strip().lower() for r in requires("secl") or [] if "extra ==" not in r
     }
-    assert core == {"cryptography", "asn1crypto", "tpm2-pytss", "click", "requests"}
+    # defusedxml: the core parses SecL manifest and measurement XML on the central and on compute hosts.
+    assert core == {"cryptography", "asn1crypto", "tpm2-pytss", "click", "requests", "defusedxml"}
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,9 @@
 Both the central and the trust agent describe their settings as a frozen dataclass with defaults; this
 module fills one in. Precedence, lowest first: the dataclass defaults, the TOML file (the default path
 unless ``<PREFIX>CONFIG`` names another), environment variables ``<PREFIX><KEY>`` (one per setting), then
-explicit overrides (tests). Fields typed ``int`` must be positive integers, ``Path`` fields become paths,
-everything else must be a string; an unknown key is an error that names its source, so a typo in
+explicit overrides (tests). Fields typed ``int`` must be positive integers, ``bool`` fields true or false
+(``true``/``false``, ``yes``/``no``, ``on``/``off``, ``1``/``0`` in the environment), ``Path`` fields
+become paths, everything else must be a string; an unknown key is an error that names its source, so a typo in
 /etc/secl/*.toml stops the daemon instead of being ignored.
 """
 
@@ -66,8 +67,18 @@ def _apply(config: T, values: Mapping[str, Any], source: str) -> T:
     return replace(config, **{k: _coerce(k, v, types[k]) for k, v in values.items()})  # type: ignore[type-var]
 
 
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
 def _coerce(key: str, value: Any, annotation: Any) -> Any:
-    # With postponed annotations the field types are the strings "int", "Path", "str".
+    # With postponed annotations the field types are the strings "int", "Path", "str", "bool".
+    if annotation in ("bool", bool):
+        if isinstance(value, bool):
+            return value
+        word = value.strip().lower() if isinstance(value, str) else None
+        if word in _TRUE or word in _FALSE:
+            return word in _TRUE
+        raise ConfigError(f"{key} must be true or false, not {value!r}")
     if annotation in ("int", int):
         try:
             number = int(value)

@@ -41,6 +41,8 @@ def _free_port() -> int:
 
 def _toml(config: CentralConfig) -> str:
     def value(v: object) -> str:
+        if isinstance(v, bool):  # before int: bool is an int, and TOML spells it true/false
+            return "true" if v else "false"
         return str(v) if isinstance(v, int) else '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
     return "".join(f"{key} = {value(v)}\n" for key, v in config.to_mapping().items())

@@ -81,7 +81,7 @@ def test_unit_is_notify_runs_what_the_tests_run_and_reaches_only_the_tpm() -> No
     argv = shlex.split(exec_start)
     assert argv[0] == "/usr/bin/python3" and argv[1:] == [*AGENT[1:], "run"]
     for setting in ("Type=notify", "NotifyAccess=main", "PrivateDevices=no", "DevicePolicy=closed",
-                    "DeviceAllow=/dev/tpmrm0 rw", "ProtectSystem=strict", "NoNewPrivileges=yes"):  # fmt: skip
+                    "DeviceAllow=char-tpmrm rw", "ProtectSystem=strict", "NoNewPrivileges=yes"):  # fmt: skip
         assert setting in lines, setting
 
 

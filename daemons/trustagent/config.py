@@ -27,9 +27,9 @@ AIK_HIERARCHY = "endorsement"
 
 @dataclass(frozen=True, slots=True)
 class TrustAgentConfig:
-    # How tpm2-pytss reaches the TPM: a tpm2-tools TCTI string (device:/dev/tpmrm0, tabrmd,
-    # swtpm:host=127.0.0.1,port=2321).
-    tcti: str = "device:/dev/tpmrm0"
+    # How tpm2-pytss reaches the TPM: "auto" (the kernel resource manager udev lists, /dev/tpmrmN) or a
+    # tpm2-tools TCTI string (device:/dev/tpmrm0, tabrmd, swtpm:host=127.0.0.1,port=2321).
+    tcti: str = "auto"
     # Where the HTTPS (mTLS) API listens: host:port, [v6-address]:port.
     listen: str = "0.0.0.0:1443"
     # Keys, certificates and the pinned central CA written by `secl-trustagent setup`.

@@ -214,7 +214,7 @@ def _targets(
 @click.option(
     "--tcti",
     default=None,
-    help="TPM to extend PCR 15 in, as a TCTI string. Default: tcti from the configuration (device:/dev/tpmrm0).",
+    help="TPM to extend PCR 15 in, as a TCTI string. Default: tcti from the configuration (auto: the /dev/tpmrmN udev lists).",
 )
 @click.option("--no-extend", is_flag=True, help="Only measure and write the XML: no PCR 15 extend, no event.")
 @click.option(

@@ -148,6 +148,9 @@ class TPMAdapter:
     """The one owner of the agent's ESAPI context. Not thread-safe: a TPM runs one command at a time."""
 
     def __init__(self, tcti: str) -> None:
+        from secl.trustagent.tpmdevice import resolve_tcti  # it imports TPMError from here
+
+        tcti = resolve_tcti(tcti)
         with _tpm_call(f"open TPM through TCTI {tcti!r}"):
             self._esapi = ESAPI(tcti)
         self.flush_transient()

@@ -19,8 +19,11 @@ keep the EV_NO_ACTION events of a PCR (the "StartupLocality3" marker sets PCR 0'
 SecL's replay) but not the Spec ID header; events on PCR 0xFFFFFFFF (logged, never extended) are left
 out, where SecL stops reading the log altogether.
 
-PCR 15's application-measurement events (``APPLICATION_AGENT_MEASUREMENT``) come from the measurement
-logs, not from the TCG log, and are not built here.
+PCR 15's application-measurement events (``APPLICATION_AGENT_MEASUREMENT``) are not in the TCG log: the
+agent serves them apart (SecL's measure-log JSON), and ``application_events`` adds them to the event list of
+PCR 15 in the SHA-256 bank (where SecL lists them) when that register was quoted, after any TCG events of
+it, so the PCR rules replay them against the quoted value like any other list. Entries for another PCR or
+bank are refused: nothing but the application measurements extends there from outside the TCG log.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from secl.core.appeventlog import APPLICATION_PCR
 from secl.core.errors import EvidenceError, ReplayError
 from secl.core.eventlog import EventLog
 from secl.core.eventtypes import EventType
@@ -95,6 +99,7 @@ def build_host_manifest(
     asset_tag_digest: bytes | None = None,
     binding_key_certificate_pem: str | None = None,
     measurement_xmls: Sequence[str] = (),
+    application_events: Sequence[PcrEventLog] = (),
 ) -> HostManifest:
     """Return the host manifest for this evidence; see :func:`assemble_host_manifest`."""
     return assemble_host_manifest(
@@ -105,6 +110,7 @@ def build_host_manifest(
         asset_tag_digest=asset_tag_digest,
         binding_key_certificate_pem=binding_key_certificate_pem,
         measurement_xmls=measurement_xmls,
+        application_events=application_events,
     ).manifest
 
 
@@ -117,6 +123,7 @@ def assemble_host_manifest(
     asset_tag_digest: bytes | None = None,
     binding_key_certificate_pem: str | None = None,
     measurement_xmls: Sequence[str] = (),
+    application_events: Sequence[PcrEventLog] = (),
     allow_workarounds: bool = False,
 ) -> ManifestEvidence:
     """Build the manifest and report the replay of ``event_log`` against the quote-verified PCRs.
@@ -146,7 +153,9 @@ def assemble_host_manifest(
     manifest = HostManifest(
         host_info=freeze(dict(host_info)),
         pcr_values=freeze(dict(sorted(pcr_values.items()))),
-        event_logs=MappingProxyType(_event_lists(event_log, values)),
+        event_logs=MappingProxyType(
+            _with_application_events(_event_lists(event_log, values), application_events, values)
+        ),
         event_log_format="new",
         aik_certificate=_pem_to_der(aik_certificate_pem, "AIK"),
         asset_tag_digest=asset_tag_digest,
@@ -165,6 +174,7 @@ def manifest_key(
     asset_tag_digest: bytes | None = None,
     binding_key_certificate_pem: str | None = None,
     measurement_xmls: Sequence[str] = (),
+    application_events: Sequence[PcrEventLog] = (),
     allow_workarounds: bool = False,
 ) -> bytes:
     """A digest of everything :func:`assemble_host_manifest` reads: equal keys, equal manifests.
@@ -186,6 +196,9 @@ def manifest_key(
         asset_tag_digest or b"",
         (binding_key_certificate_pem or "").encode(),
         json.dumps(list(measurement_xmls)).encode(),
+        json.dumps(
+            [[log.pcr.to_json(), [e.to_json() for e in log.events]] for log in application_events]
+        ).encode(),
         b"workarounds" if allow_workarounds else b"strict",
     ]
     h = hashlib.sha256(b"secl-host-manifest-inputs\0")
@@ -241,6 +254,27 @@ def _event_lists(log: EventLog, values: Mapping[HashAlg, Mapping[int, bytes]]) -
         ref = PcrRef(pcr, name)
         out[ref] = PcrEventLog(ref, tuple(events))
     return out
+
+
+def _with_application_events(
+    lists: dict[PcrRef, PcrEventLog],
+    application_events: Sequence[PcrEventLog],
+    values: Mapping[HashAlg, Mapping[int, bytes]],
+) -> dict[PcrRef, PcrEventLog]:
+    for log in application_events:
+        if log.pcr != APPLICATION_PCR:
+            raise ManifestBuildError(
+                f"application events are for PCR {APPLICATION_PCR.index} of {APPLICATION_PCR.bank}, not "
+                f"PCR {log.pcr.index} of {log.pcr.bank}",
+                code="manifest-application-event-pcr",
+            )
+    events = tuple(e for log in application_events for e in log.events)
+    if not events or APPLICATION_PCR.index not in values.get(HashAlg.SHA256, {}):
+        return lists
+    out = dict(lists)
+    found = out.get(APPLICATION_PCR)
+    out[APPLICATION_PCR] = PcrEventLog(APPLICATION_PCR, (*(found.events if found else ()), *events))
+    return dict(sorted(out.items(), key=lambda item: (item[0].index, item[0].bank)))
 
 
 def _pem_to_der(pem: str | None, what: str) -> bytes | None:

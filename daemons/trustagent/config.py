@@ -51,6 +51,11 @@ class TrustAgentConfig:
     # fresh tmpfs every boot, like the PCRs, and the initrd's /run carries over to the booted system.
     measurement_dir: Path = Path("/run/secl/measurements")
     application_event_log: Path = Path("/run/secl/measure-log.json")
+    # The SecL Manifest XMLs the initrd measures at every boot (the dracut module reads this directory in
+    # the real root): the defaults `setup` installs and those POST /v2/deploy/manifest stores.
+    manifest_dir: Path = Path("/var/lib/secl/trustagent/manifests")
+    # The file system POST /v2/host/application-measurement measures in (the host's own root).
+    measurement_root: Path = Path("/")
     log_level: str = "INFO"
 
     @property

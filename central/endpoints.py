@@ -11,6 +11,8 @@ pydantic, then rendering of the result. The same declaration feeds the OpenAPI d
 from __future__ import annotations
 
 import functools
+import types
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -122,13 +124,21 @@ def _parse_body(model: type[BaseModel]) -> BaseModel:
     return _validate(model, raw, "body")
 
 
+def _is_list(annotation: Any) -> bool:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return any(_is_list(arg) for arg in typing.get_args(annotation))
+    return typing.get_origin(annotation) is list
+
+
 def _parse_query(model: type[BaseModel]) -> BaseModel:
     raw = request.args.to_dict(flat=False)
-    repeated = sorted(key for key, values in raw.items() if len(values) > 1)
+    lists = {name for name, info in model.model_fields.items() if _is_list(info.annotation)}
+    repeated = sorted(key for key, values in raw.items() if len(values) > 1 and key not in lists)
     if repeated:
         # Silently taking the first of several values would let a proxy and the app disagree on a filter.
+        # A list field (?tag=a&tag=b) takes every value.
         raise ValidationFailed(f"invalid query: {repeated[0]} is given more than once")
-    values = {key: values[0] for key, values in raw.items()}
+    values = {key: values if key in lists else values[0] for key, values in raw.items()}
     _refuse_nul(values, "query")
     return _validate(model, values, "query")
 

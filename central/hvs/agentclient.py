@@ -25,6 +25,8 @@ from urllib.parse import urlsplit
 import requests
 from secl.central.keyfiles import KeyFiles
 
+from secl.core.assettag import ASSET_TAG_NV_SIZE
+
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 60.0  # a quote over every PCR of several banks takes a slow TPM a few seconds
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024  # an event log with IMA entries can be a few megabytes
@@ -88,6 +90,9 @@ class QuoteResponse:
     event_log: bytes | None
     event_log_error: str | None
     raw: dict[str, Any]
+    # The asset-tag digest the agent read from NV and bound into the quote (SecL's ``asset_tag``); None
+    # when it reports no tag. Unverified: the quote's qualifying data is what vouches for it.
+    asset_tag: bytes | None = None
 
 
 def decode_quote_response(body: dict[str, Any]) -> QuoteResponse:
@@ -102,7 +107,27 @@ def decode_quote_response(body: dict[str, Any]) -> QuoteResponse:
                                f"base64 ({exc})") from None  # fmt: skip
     error = body.get("event_log_error")
     return QuoteResponse(attest, signature, body.get("pcrs"), event_log,
-                         error if isinstance(error, str) else None, body)  # fmt: skip
+                         error if isinstance(error, str) else None, body, _asset_tag(body))  # fmt: skip
+
+
+def _asset_tag(body: dict[str, Any]) -> bytes | None:
+    provisioned, encoded = body.get("is_tag_provisioned"), body.get("asset_tag")
+    if provisioned is not None and not isinstance(provisioned, bool):
+        raise AgentBadResponse("POST /v2/tpm/quote: is_tag_provisioned is not a boolean")
+    if encoded is None:
+        if provisioned:
+            raise AgentBadResponse("POST /v2/tpm/quote: is_tag_provisioned without an asset_tag")
+        return None
+    try:
+        tag = base64.b64decode(encoded, validate=True)
+    except (TypeError, ValueError):
+        raise AgentBadResponse("POST /v2/tpm/quote: asset_tag is not base64") from None
+    if len(tag) != ASSET_TAG_NV_SIZE or not any(tag) or provisioned is False:
+        raise AgentBadResponse(
+            f"POST /v2/tpm/quote: asset_tag must be a {ASSET_TAG_NV_SIZE}-byte digest (not zeros) and "
+            "agree with is_tag_provisioned"
+        )
+    return tag
 
 
 class AgentClient:
@@ -137,6 +162,12 @@ class AgentClient:
         request = {"nonce": base64.b64encode(nonce).decode(), "pcrs": pcrs, "pcrbanks": banks}
         body = self._object(self._call("POST", "/v2/tpm/quote", json=request), "POST /v2/tpm/quote")
         return decode_quote_response(body)
+
+    def write_tag(self, digest: bytes, hardware_uuid: str) -> dict[str, Any]:
+        """``POST /v2/tag``: the agent writes ``digest`` (SHA-384 of a tag certificate) into its TPM's
+        asset-tag NV index; it refuses a tag for another ``hardware_uuid``."""
+        request = {"tag": base64.b64encode(digest).decode(), "hardware_uuid": hardware_uuid}
+        return self._object(self._call("POST", "/v2/tag", json=request), "POST /v2/tag")
 
     # --- transport ---------------------------------------------------------------------------------------
 

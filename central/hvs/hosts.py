@@ -4,10 +4,17 @@ A host is registered with SecL's connection string ``intel:https://<host>:<port>
 ``hardware_uuid`` and ``status`` (unknown, connected, unreachable, unauthorized, ...) are filled in by the
 verifier when it reaches the agent; the API only shows them. Changing the connection string sets the
 status back to ``unknown``.
+
+What an orchestrator places workloads by is shown from the host's newest report while it is unexpired:
+``trusted`` and the asset ``tags`` it verified. ``GET /hvs/v2/hosts?trusted=true&tag=country=DE&tag=rack=R12``
+selects the hosts whose newest unexpired report is trusted and verified every tag given.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 from secl.central import audit
@@ -27,8 +34,9 @@ from secl.central.hvs.store_schemas import (
 from secl.central.hvs.views import bp
 from secl.central.store.db import db
 from secl.central.store.hvs_flavor_models import FlavorGroup, Host, host_flavorgroups
+from secl.central.store.hvs_report_models import Report
 from secl.central.store.models import utcnow
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -52,12 +60,52 @@ def host_groups(session: Session, host_id: str) -> list[FlavorGroup]:
     )  # fmt: skip
 
 
-def _out(session: Session, host: Host) -> HostOut:
+@dataclass(frozen=True)
+class Standing:
+    """A host's newest unexpired report, as placement sees it: trusted or not (None: no such report)."""
+
+    trusted: bool | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def matches(self, trusted: bool | None, tags: list[tuple[str, str]]) -> bool:
+        if trusted is not None and (self.trusted is True) != trusted:
+            return False
+        return all(self.tags.get(name) == value for name, value in tags)
+
+
+def standings(
+    session: Session, host_ids: list[str] | None = None, now: datetime | None = None
+) -> dict[str, Standing]:
+    """Each host's standing from its newest report (one query; the reports' large columns are not read)."""
+    ranked = select(
+        Report.id,
+        func.row_number()
+        .over(partition_by=Report.host_id, order_by=(Report.created_at.desc(), Report.id.desc()))
+        .label("rank"),
+    )
+    if host_ids is not None:
+        ranked = ranked.where(Report.host_id.in_(host_ids))
+    newest = ranked.subquery()
+    rows = session.execute(
+        select(Report.host_id, Report.trusted, Report.expires_at, Report.tags)
+        .join(newest, newest.c.id == Report.id).where(newest.c.rank == 1)
+    )  # fmt: skip
+    instant = now or utcnow()
+    return {
+        host_id: Standing(bool(trusted), dict(tags or {}))
+        for host_id, trusted, expires_at, tags in rows
+        if expires_at > instant
+    }
+
+
+def _out(session: Session, host: Host, standing: Standing | None = None) -> HostOut:
+    if standing is None:
+        standing = standings(session, [host.id]).get(host.id, Standing())
     return HostOut(
         id=host.id, host_name=host.name, connection_string=host.connection_string,
         description=host.description, hardware_uuid=host.hardware_uuid, status=host.status,
         flavorgroup_names=[g.name for g in host_groups(session, host.id)], created_at=host.created_at,
-        updated_at=host.updated_at,
+        updated_at=host.updated_at, trusted=standing.trusted, tags=standing.tags,
     )  # fmt: skip
 
 
@@ -112,7 +160,8 @@ def _only_itself(body: HostCreate) -> None:
 
 
 @endpoint(bp, "/hosts", "GET", permission="HVS:hosts:search", query=HostSearch, response=HostCollection,
-          summary="Search hosts (id, nameEqualTo, nameContains, hostHardwareId)")  # fmt: skip
+          summary="Search hosts (id, nameEqualTo, nameContains, hostHardwareId; trusted and repeatable "
+                  "tag=name=value select by the newest unexpired report)")  # fmt: skip
 def search_hosts(query: HostSearch) -> HostCollection:
     statement = select(Host).order_by(Host.name)
     if query.id is not None:
@@ -124,7 +173,11 @@ def search_hosts(query: HostSearch) -> HostCollection:
     if query.hostHardwareId is not None:
         statement = statement.where(Host.hardware_uuid == query.hostHardwareId)
     session = db()
-    return HostCollection(hosts=[_out(session, h) for h in session.scalars(statement)])
+    hosts = list(session.scalars(statement))
+    found = standings(session)
+    wanted: list[Any] = [tuple(t.split("=", 1)) for t in query.tag]
+    hosts = [h for h in hosts if found.get(h.id, Standing()).matches(query.trusted, wanted)]
+    return HostCollection(hosts=[_out(session, h, found.get(h.id, Standing())) for h in hosts])
 
 
 @endpoint(bp, "/hosts/<host_id>", "GET", permission="HVS:hosts:retrieve", response=HostOut,

@@ -4,7 +4,8 @@
 verifies it, evaluates the host's flavor groups and answers the stored report: SecL's trust-report JSON
 (``trust_report``: policy_name, results with SecL's rule and fault names, trusted; ``flavors_trust``: per
 part) and the signed attestation-result JWT (``jwt``, ES256 with the report-signing key, ``kid`` = SHA-256
-thumbprint of its certificate). Errors (never a 500): 404 ``host-not-found``; 409 ``agent-unreachable``,
+thumbprint of its certificate), and ``tags``, the asset tags its trusted ASSET_TAG flavor vouched for (also
+in the JWT). Errors (never a 500): 404 ``host-not-found``; 409 ``agent-unreachable``,
 ``agent-unauthorized``, ``agent-tls-untrusted``, ``agent-bad-response``/``agent-error-status`` when the
 agent cannot be asked; 409 ``evidence-invalid`` with ``details.fault`` naming the failed check when its
 quote does not verify; 409 ``flavor-signature-invalid`` for a stored flavor that no longer even parses
@@ -59,6 +60,7 @@ class ReportOut(BaseModel):
     trust_report: dict[str, Any]
     flavors_trust: dict[str, Any]
     jwt: str
+    tags: dict[str, str]  # the asset tags the report verified (also in the JWT)
 
 
 class ReportCollection(BaseModel):
@@ -79,7 +81,7 @@ def _out(report: Report, host: Host) -> ReportOut:
         id=report.id, host_id=host.id, host_name=host.name, hardware_uuid=host.hardware_uuid,
         trusted=report.trusted, created=report.created_at, expiration=report.expires_at,
         evidence_digest=report.evidence_digest, trust_report=report.trust_report,
-        flavors_trust=report.flavors_trust, jwt=report.jwt,
+        flavors_trust=report.flavors_trust, jwt=report.jwt, tags=report.tags or {},
     )  # fmt: skip
 
 

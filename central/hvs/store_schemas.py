@@ -51,6 +51,8 @@ UUIDStr = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_uui
 HostName = Annotated[str, Field(min_length=1, max_length=255, pattern=_HOST_NAME.pattern)]
 GroupName = Annotated[str, Field(min_length=1, max_length=255, pattern=_GROUP_NAME)]
 ConnectionString = Annotated[str, Field(min_length=1, max_length=1024), AfterValidator(_connection_string)]
+# An asset tag to select hosts by, ``name=value`` (tag names never contain "=").
+TagFilter = Annotated[str, Field(min_length=3, max_length=512, pattern=r"^[^=]+=[\s\S]+$")]
 Description = Annotated[str, Field(max_length=4096)]
 
 
@@ -86,6 +88,10 @@ class HostOut(BaseModel):
     flavorgroup_names: list[str]
     created_at: datetime
     updated_at: datetime
+    # From the host's newest report while it is unexpired: trusted or not (null: no such report), and
+    # the asset tags it verified.
+    trusted: bool | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
 
 
 class HostCollection(BaseModel):
@@ -97,6 +103,10 @@ class HostSearch(Strict):
     nameEqualTo: Annotated[str, Field(max_length=255)] | None = None
     nameContains: Annotated[str, Field(max_length=255)] | None = None
     hostHardwareId: UUIDStr | None = None
+    # Repeatable: hosts whose newest unexpired report verified every one of these tags.
+    tag: Annotated[list[TagFilter], Field(max_length=16)] = Field(default_factory=list)
+    # true: the newest report is unexpired and trusted; false: anything else.
+    trusted: bool | None = None
 
 
 class HostFlavorgroupCreate(Strict):

@@ -14,15 +14,24 @@ status says so; the status is committed even though the request fails.
 
 :func:`attest_host` builds the trust report from the host's flavor groups (each with its match policies)
 and stores it with a signed attestation-result JWT.
+
+Asset tags: when the agent reports a tag digest (``asset_tag``, read from the TPM's NV index), the quote
+must verify with SecL's qualifying data SHA-256(SHA-256(nonce) || digest), and the digest goes into the host
+manifest, where the ASSET_TAG rules judge it against the host's ASSET_TAG flavor. The Tag CA and the
+host's revoked tag certificates are trust anchors. A host that carries a tag is a host for which ASSET_TAG
+is defined: under REQUIRED_IF_DEFINED, a tag that no ASSET_TAG flavor vouches for (its flavor or
+certificate was deleted) is RequiredFlavorTypeMissing; a host without a tag needs no ASSET_TAG flavor. The
+report and its JWT carry the tags of the certificate of a trusted ASSET_TAG flavor, and only those.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -31,17 +40,19 @@ from cryptography.hazmat.primitives import hashes
 from flask import Flask
 from secl.central import audit
 from secl.central.errors import Conflict
-from secl.central.hvs import flavorstore, groupstore
+from secl.central.hvs import flavorstore, groupstore, tagstore
 from secl.central.hvs.agentclient import AgentClient, AgentError, QuoteResponse
 from secl.central.hvs.flavorstore import FlavorSignatureInvalid
 from secl.central.hvs.privacyca import privacy_ca
 from secl.central.setup import load_issuer
 from secl.central.store.hvs_flavor_models import FlavorGroup, Host, StoredFlavor, host_flavorgroups
 from secl.central.store.hvs_report_models import Report
+from secl.central.store.hvs_tag_models import TagCertificateRecord
 from secl.central.store.models import utcnow
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from secl.core.assettag import AssetTagError, parse_tag_certificate
 from secl.core.attestation import (
     AttestationResult,
     certificate_sha384,
@@ -58,9 +69,10 @@ from secl.core.manifestbuild import (
     manifest_key,
 )
 from secl.core.quote import VerifiedQuote, secl_qualifying_data, verify_quote
+from secl.core.rules_assettag import tag_certificate_der
 from secl.core.rules_trust import chains_to
 from secl.core.tpm import load_ak_public
-from secl.core.trustreport import TrustAnchors, TrustReport, build_trust_report
+from secl.core.trustreport import FlavorVerdict, TrustAnchors, TrustReport, build_trust_report
 from secl.core.verifymemo import ResultMemo
 
 log = logging.getLogger("secl.central.hvs")
@@ -181,8 +193,9 @@ def verify_evidence(
 ) -> Evidence:
     """Check the agent's three answers to a quote request over ``nonce`` and build the host manifest.
 
-    The quote is verified afresh every time (its nonce is new). The manifest is a pure function of the
-    event log, the quoted PCR values, the host info and the AIK certificate, so with ``manifests`` an
+    The quote is verified afresh every time (its nonce is new), with the agent's asset-tag digest bound
+    into its qualifying data. The manifest is a pure function of the event log, the quoted PCR values,
+    the host info, the AIK certificate and the tag digest, so with ``manifests`` an
     unchanged host's manifest is taken from the memo instead of being parsed and replayed again.
     Raises :class:`EvidenceError` (its ``code`` names the failed check).
     """
@@ -196,17 +209,19 @@ def verify_evidence(
         )
     ak = load_ak_public(key_source.encode())
     values = pcr_banks_from_json(answer.pcrs)
+    tag = answer.asset_tag  # believed only because the quote's qualifying data binds it
     quote = verify_quote(
-        ak, answer.attest, answer.signature, qualifying_data=secl_qualifying_data(nonce), pcrs=values
+        ak, answer.attest, answer.signature, qualifying_data=secl_qualifying_data(nonce, tag), pcrs=values
     )
     key = manifest_key(
-        host_info=host_info, verified_quote=quote, event_log=answer.event_log, aik_certificate_pem=aik_pem
-    )
+        host_info=host_info, verified_quote=quote, event_log=answer.event_log, aik_certificate_pem=aik_pem,
+        asset_tag_digest=tag,
+    )  # fmt: skip
     built = manifests.get(key) if manifests is not None else None
     if built is None:
         built = assemble_host_manifest(
             host_info=host_info, verified_quote=quote, event_log=parse_event_log(answer.event_log),
-            aik_certificate_pem=aik_pem,
+            aik_certificate_pem=aik_pem, asset_tag_digest=tag,
         )  # fmt: skip
         if manifests is not None:
             manifests.put(key, built)
@@ -258,7 +273,14 @@ def trust_anchors(app: Flask, at: datetime) -> TrustAnchors:
     return TrustAnchors(
         at=at, privacy_cas=(privacy_ca(app).issuer.certificate,), flavor_signing_cert=signer.certificate,
         flavor_cas=signer.chain[1:], flavor_intermediates=signer.chain[1:], memo=flavorstore.verification_memo(app),
+        tag_cas=tagstore.tag_ca_certificates(app),
     )  # fmt: skip
+
+
+def host_anchors(session: Session, app: Flask, host: Host, at: datetime) -> TrustAnchors:
+    """The trust anchors for one host's report: the app's, and the host's revoked tag certificates."""
+    revoked = tagstore.revoked_digests(session, host.hardware_uuid)
+    return dataclasses.replace(trust_anchors(app, at), revoked_tag_certificates=revoked)
 
 
 def _for_evaluation(app: Flask, row: StoredFlavor) -> SignedFlavor:
@@ -283,7 +305,8 @@ def _host_unique_rows(session: Session, host: Host) -> list[StoredFlavor]:
 
 def _group_report(
     session: Session, app: Flask, host: Host, group: FlavorGroup, *, manifest: Any, anchors: TrustAnchors
-) -> TrustReport:
+) -> tuple[TrustReport, dict[str, str]]:
+    """The group's trust report, and the tags its trusted ASSET_TAG flavor vouches for ({} if none)."""
     policies = groupstore.match_policies(group)
     rows = flavorstore.flavor_rows(session, flavorgroup_id=group.id)
     if any(p.flavor_part in ("HOST_UNIQUE", "ASSET_TAG") for p in policies):
@@ -299,11 +322,28 @@ def _group_report(
         f for f in flavors
         if match.get(f.flavor.flavor_part) != "LATEST" or latest[f.flavor.flavor_part] is f
     ]  # fmt: skip
-    return build_trust_report(
+    required = [p.flavor_part for p in policies if p.match_policy.required == "REQUIRED"]
+    if manifest.asset_tag_digest and "ASSET_TAG" in match and "ASSET_TAG" not in required:
+        required.append("ASSET_TAG")  # the host carries a tag: ASSET_TAG is defined for it
+    report = build_trust_report(
         flavors, manifest, anchors,
         match_policy={part: ("ANY_OF" if kind == "LATEST" else kind) for part, kind in match.items()},
-        required_parts=[p.flavor_part for p in policies if p.match_policy.required == "REQUIRED"],
+        required_parts=required,
     )  # fmt: skip
+    return report, _vouched_tags(report, flavors)
+
+
+def _vouched_tags(report: TrustReport, flavors: Sequence[SignedFlavor]) -> dict[str, str]:
+    part = report.parts.get("ASSET_TAG")
+    if part is None or not part.trusted:
+        return {}
+    trusted: FlavorVerdict = next(f for f in part.flavors if f.trusted)
+    flavor = next(f for f in flavors if f.flavor.id == trusted.flavor_id)
+    der = tag_certificate_der(flavor.flavor)
+    try:
+        return dict(parse_tag_certificate(der).tag_map) if der else {}
+    except AssetTagError:  # cannot happen for a flavor whose TagCertificateTrusted passed
+        return {}
 
 
 @dataclass(frozen=True)
@@ -311,6 +351,8 @@ class Verdict:
     trusted: bool
     trust_report: dict[str, Any]
     flavors_trust: dict[str, Any]
+    # The asset tags a trusted ASSET_TAG flavor vouches for: what the report and its JWT carry.
+    tags: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def parts(self) -> dict[str, bool]:
@@ -326,13 +368,16 @@ def judge(session: Session, app: Flask, host: Host, evidence: Evidence, at: date
             .where(host_flavorgroups.c.host_id == host.id).order_by(FlavorGroup.name)
         )
     )  # fmt: skip
-    anchors = trust_anchors(app, at)
+    anchors = host_anchors(session, app, host, at)
     manifest = evidence.built.manifest
-    reports = [(g, _group_report(session, app, host, g, manifest=manifest, anchors=anchors)) for g in groups]
+    judged = [(g, *_group_report(session, app, host, g, manifest=manifest, anchors=anchors)) for g in groups]
+    reports = [(g, r) for g, r, _ in judged]
     trusted = bool(reports) and all(r.trusted for _, r in reports)
     results: list[Any] = []
     flavors_trust: dict[str, Any] = {}
-    for _group, report in reports:
+    tags: dict[str, str] = {}
+    for _group, report, vouched in judged:
+        tags |= vouched
         doc = report.to_json()
         results += doc["results"]
         for part, entry in report.flavors_trust_json().items():
@@ -340,12 +385,32 @@ def judge(session: Session, app: Flask, host: Host, evidence: Evidence, at: date
             merged["trust"] = merged["trust"] and entry["trust"]
             merged["rules"] += entry["rules"]
     policy = " / ".join(sorted({r.policy_name for _, r in reports if r.policy_name}))
+    if not flavors_trust.get("ASSET_TAG", {}).get("trust"):
+        tags = {}  # another group found the host's ASSET_TAG flavors wanting
     return Verdict(
         trusted,
         {"policy_name": policy, "results": results, "trusted": trusted,
          "flavorgroups": [g.name for g, _ in reports]},
-        flavors_trust,
+        flavors_trust, tags,
     )  # fmt: skip
+
+
+def tag_basis(session: Session, app: Flask, host: Host, evidence: Evidence, at: datetime) -> dict[str, Any]:
+    """What a report's asset-tag verdict depends on besides the flavors and the evidence digest: the
+    reported tag, the Tag CA, and the host's tag certificates (revoked or not, valid at ``at`` or not)."""
+    digest = evidence.built.manifest.asset_tag_digest
+    records = (
+        session.scalars(
+            select(TagCertificateRecord).where(TagCertificateRecord.hardware_uuid == host.hardware_uuid)
+        )
+        if host.hardware_uuid is not None
+        else []
+    )
+    return {
+        "asset_tag": digest.hex() if digest else None,
+        "tag_cas": [c.fingerprint(hashes.SHA256()).hex() for c in tagstore.tag_ca_certificates(app)],
+        "certificates": sorted((r.sha384, r.revoked, r.not_before <= at <= r.not_after) for r in records),
+    }
 
 
 # --- reports ----------------------------------------------------------------------------------------------
@@ -388,14 +453,17 @@ def add_signed_report(
         issued_at=int(now.timestamp()), expires_at=int(expires.timestamp()), trusted=verdict.trusted,
         parts=verdict.parts,
         aik_certificate_sha384=certificate_sha384(manifest.aik_certificate) if manifest.aik_certificate else "",
-        report_id=report_id, evidence_digest=evidence.digest,
+        report_id=report_id, evidence_digest=evidence.digest, tags=dict(verdict.tags),
     )  # fmt: skip
     signer = report_signer(app)
+    # Stored with sub-second precision (``now`` is whole seconds, as JWT times are): a host's reports of one
+    # second must still have an order, or "its newest report" is a coin toss.
+    created = max(now, utcnow())
     row = Report(
-        id=report_id, host_id=host.id, trusted=verdict.trusted, created_at=now, expires_at=expires,
+        id=report_id, host_id=host.id, trusted=verdict.trusted, created_at=created, expires_at=expires,
         trust_report=verdict.trust_report, flavors_trust=verdict.flavors_trust,
         host_manifest=host_manifest_to_json(manifest), evidence_digest=evidence.digest,
-        jwt=sign_attestation_result(result, signer.key, signer.kid), created_by=actor,
+        jwt=sign_attestation_result(result, signer.key, signer.kid), created_by=actor, tags=dict(verdict.tags),
     )  # fmt: skip
     session.add(row)
     return row

@@ -116,3 +116,4 @@ from secl.central.hvs import reports  # noqa: E402, F401  # isort: skip
 from secl.central.hvs import flavorimport  # noqa: E402, F401  # isort: skip
 from secl.central.hvs import jobviews  # noqa: E402, F401  # isort: skip
 from secl.central.hvs import tpmendorsements  # noqa: E402, F401  # isort: skip
+from secl.central.hvs import tagcerts  # noqa: E402, F401  # isort: skip

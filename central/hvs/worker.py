@@ -11,9 +11,10 @@ The default ``process`` is :class:`ReportProcessor`: fresh evidence from the hos
 (:func:`secl.central.hvs.verifier.collect_evidence`), then either a new trust report, or, when the evidence
 digest (quoted PCR digest + event log) and everything else the report depends on (:func:`basis_digest`:
 the host's flavor groups and their policies, the flavors with their signatures, the trust anchors, the
-AIK certificate and whether it is trusted now, the host info) are those of the host's newest report, a
-copy of that report's trust report with a new validity window and a freshly signed attestation-result JWT
-(the job's result says ``reused: true``). Rules are not evaluated again for unchanged evidence.
+AIK certificate and whether it is trusted now, the host info, the reported asset tag and the state of the
+host's tag certificates) are those of the host's newest report, a copy of that report's trust report
+with a new validity window and a freshly signed attestation-result JWT (the job's result says
+``reused: true``). Rules are not evaluated again for unchanged evidence.
 """
 
 from __future__ import annotations
@@ -110,6 +111,8 @@ def basis_digest(session: Session, app: Flask, host: Host, evidence: verifier.Ev
         "aik_trusted": verifier.aik_trusted(app, evidence, at),
         "host": [host.name, host.hardware_uuid],
         "host_info": evidence.host_info,
+        # The reported tag, the Tag CA, and revocation and expiry of the host's tag certificates.
+        "asset_tag": verifier.tag_basis(session, app, host, evidence, at),
     }
     return hashlib.sha256(json.dumps(basis, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -137,7 +140,7 @@ class ReportProcessor:
                 previous = self._reusable(session, host, evidence.digest, basis)
                 if previous is not None:
                     verdict = verifier.Verdict(
-                        previous.trusted, previous.trust_report, previous.flavors_trust
+                        previous.trusted, previous.trust_report, previous.flavors_trust, previous.tags
                     )
                 else:
                     verdict = verifier.judge(session, self.app, host, evidence, now)

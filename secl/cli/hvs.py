@@ -65,19 +65,31 @@ def hosts_add(
 
 @hosts_group.command("list")
 @click.option("--name", help="Only hosts whose name contains this.")
+@click.option("--tag", "tags", multiple=True, metavar="NAME=VALUE",
+              help="Only hosts whose newest unexpired report verified this asset tag (repeatable).")  # fmt: skip
+@click.option("--trusted/--untrusted", default=None,
+              help="Only hosts whose newest unexpired report is trusted (or: all others).")  # fmt: skip
 @output_option
-def hosts_list(name: str | None, output: str) -> None:
-    """List hosts with their status."""
+def hosts_list(name: str | None, tags: tuple[str, ...], trusted: bool | None, output: str) -> None:
+    """List hosts with their status, trust and asset tags."""
+    params: dict[str, Any] = {"nameContains": name, "tag": list(tags) or None}
+    if trusted is not None:
+        params["trusted"] = "true" if trusted else "false"
     with _client() as central:
-        hosts = central.get("/hvs/v2/hosts", nameContains=name)["hosts"]
+        hosts = central.get("/hvs/v2/hosts", **params)["hosts"]
     if output == "json":
         print_json(hosts)
         return
     rows = [
-        [h["id"], h["host_name"], h["status"], h.get("hardware_uuid") or "-", h["connection_string"]]
+        [h["id"], h["host_name"], h["status"], _trust_text(h.get("trusted")), h.get("hardware_uuid") or "-",
+         ", ".join(f"{k}={v}" for k, v in (h.get("tags") or {}).items()) or "-", h["connection_string"]]
         for h in hosts
-    ]
-    print_table(["ID", "NAME", "STATUS", "HARDWARE UUID", "CONNECTION"], rows)
+    ]  # fmt: skip
+    print_table(["ID", "NAME", "STATUS", "TRUST", "HARDWARE UUID", "TAGS", "CONNECTION"], rows)
+
+
+def _trust_text(trusted: bool | None) -> str:
+    return "-" if trusted is None else ("trusted" if trusted else "UNTRUSTED")
 
 
 @hosts_group.command("show")
@@ -276,6 +288,9 @@ def print_report(host_name: str, report: dict[str, Any]) -> None:
     """A readable trust report: one line per flavor part, then each fault under it."""
     verdict = "TRUSTED" if report.get("trusted") else "UNTRUSTED"
     click.echo(f"host {host_name}: {verdict}  (report {report.get('id', '-')}, {report.get('created', '-')})")
+    tags = report.get("tags") or {}
+    if tags:
+        click.echo("  tags: " + ", ".join(f"{name}={value}" for name, value in tags.items()))
     for part, outcome in (report.get("flavors_trust") or {}).items():
         click.echo(f"  {part:<12} {'trusted' if outcome.get('trust') else 'UNTRUSTED'}")
         for rule in outcome.get("rules", []):

@@ -285,6 +285,20 @@ def _asset_tag_index(config: TrustAgentConfig) -> None:
     click.echo(f"asset-tag NV index 0x{ASSET_TAG_NV_INDEX:08x}: {outcome}")
 
 
+def _default_manifests(config: TrustAgentConfig) -> None:
+    """Install the default manifests (the secl agents' own files), measured by the initrd every boot."""
+    from secl.trustagent.appintegrity import install_default_manifests
+
+    try:
+        outcomes = install_default_manifests(config.manifest_dir)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot install the default manifests in {config.manifest_dir}: {exc}"
+        ) from None
+    for path, outcome in outcomes:
+        click.echo(f"default manifest {path}: {outcome}")
+
+
 def _register(config: TrustAgentConfig, central_url: str, host: str, token: str | None, force: bool) -> bool:
     """Register this host at the central under its own name; False (reported on stderr) if refused."""
     from secl.trustagent.provisioning import AIKProvisioningError, register_host
@@ -323,8 +337,8 @@ def setup(
     host: str | None,
     force: bool,
 ) -> None:
-    """Join a central: pin its CA, get a TLS certificate, define the asset-tag NV index, create and enroll
-    the AIK, register the host (idempotent).
+    """Join a central: pin its CA, get a TLS certificate, define the asset-tag NV index, install the default
+    application manifests, create and enroll the AIK, register the host (idempotent).
 
     Exits 0 when everything is in place, 1 on an error, 3 when AIK enrollment failed (the reason is on stderr).
     """
@@ -350,6 +364,7 @@ def setup(
         raise click.ClickException(f"cannot reach the central at {central_url}: {exc}") from None
     _write(state.central, json.dumps({"url": central_url, "ca_fingerprint_sha384": fingerprint}).encode())
     _asset_tag_index(config)
+    _default_manifests(config)
     if not _aik(config, central_url, host, token, force):
         ctx.exit(EXIT_INCOMPLETE)
     if not _register(config, central_url, host, token, force):

@@ -2,7 +2,10 @@
 
 ``create_app(config, tpm)`` builds the WSGI app (werkzeug only, no web framework on a compute host): ``GET /v2/version``, ``GET /v2/host``, ``GET /v2/aik``
 ``POST /v2/tpm/quote`` (bound to the asset tag in NV when one is provisioned: SecL's qualifying data, and
-the digest in ``asset_tag``) and ``POST /v2/tag`` (writes it). Every error is JSON ``{"code", "message"}``: bad input 400, TPM failures 503
+the digest in ``asset_tag``; with the Measurement XMLs of this boot in ``tcb_measurements`` and the PCR 15
+events in ``measure_log``, SecL's tcbMeasurements and measure-log), ``POST /v2/tag`` (writes it),
+``POST /v2/deploy/manifest`` (a Manifest XML for the next boot) and ``POST /v2/host/application-measurement``
+(a Manifest XML measured now; answers the Measurement XML). Every error is JSON ``{"code", "message"}``: bad input 400, TPM failures 503
 with the TPM fault code. :class:`AgentTPM` serializes TPM access with one lock (a TPM runs one command at
 a time, and a raw device or swtpm has no resource manager), keeps the AIK loaded, and reopens the TPM
 after the connection was lost, so a TPM that comes back is used again without restarting the agent.
@@ -25,7 +28,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from secl.trustagent import assettag, hostinfo
+from secl.trustagent import appintegrity, assettag, hostinfo
 from secl.trustagent.config import AIK_HIERARCHY, AIK_KIND, TrustAgentConfig
 from secl.trustagent.tpm import TPMAdapter, TPMAttestation, TPMError, TPMKey
 from werkzeug.exceptions import HTTPException
@@ -237,6 +240,10 @@ class AgentApp:
                 Rule("/v2/aik", endpoint="aik", methods=["GET"]),
                 Rule("/v2/tpm/quote", endpoint="quote", methods=["POST"]),
                 Rule("/v2/tag", endpoint="tag", methods=["POST"]),
+                Rule("/v2/deploy/manifest", endpoint="deploy_manifest", methods=["POST"]),
+                Rule(
+                    "/v2/host/application-measurement", endpoint="application_measurement", methods=["POST"]
+                ),
             ]
         )
 
@@ -245,7 +252,8 @@ class AgentApp:
         request.max_content_length = self.max_body
         try:
             endpoint, _ = self.routes.bind_to_environ(environ).match()
-            response = _json(getattr(self, f"_{endpoint}")(request))
+            result = getattr(self, f"_{endpoint}")(request)
+            response = result if isinstance(result, Response) else _json(result)
         except Exception as exc:  # every failure becomes one JSON error; see _error_response
             response = self._error_response(request, exc)
         return response(environ, start_response)
@@ -256,6 +264,8 @@ class AgentApp:
     def _error_response(self, request: Request, exc: Exception) -> Response:
         if isinstance(exc, APIError):
             return _error(exc.status, exc.code, exc.message)
+        if isinstance(exc, appintegrity.ApplicationIntegrityError):
+            return _error(exc.status, exc.code, str(exc))
         if isinstance(exc, TPMError):
             log.error("TPM failure: %s", exc)
             return _error(503, exc.code, f"the TPM cannot answer: {exc}")
@@ -288,6 +298,10 @@ class AgentApp:
         tag = self.tpm.asset_tag()  # SecL's binding: with a tag, SHA-256(SHA-256(nonce) || tag)
         attestation, values = self.tpm.quote(selection, secl_qualifying_data(nonce, tag))
         event_log, problem = _read_event_log(self.config)  # after the quote: a log may only have grown since
+        # SecL's tcbMeasurements (the Measurement XMLs of this boot) and its measure-log (PCR 15 events).
+        measured = appintegrity.quote_measurements(
+            self.config.measurement_dir, self.config.application_event_log
+        )
         response: dict[str, Any] = {
             "attest": _b64(attestation.attest),
             "signature": _b64(attestation.signature),
@@ -296,7 +310,11 @@ class AgentApp:
             "pcrs": pcr_banks_to_json(values),
             "event_log": event_log,
             "is_tag_provisioned": tag is not None,
+            "tcb_measurements": list(measured.measurement_xmls),
+            "measure_log": measured.measure_log,
         }
+        if measured.problem:
+            response["measurement_error"] = measured.problem
         if tag is not None:
             response["asset_tag"] = _b64(tag)
         if problem:
@@ -321,6 +339,17 @@ class AgentApp:
             "is_tag_provisioned": provisioned is not None,
             "asset_tag": _b64(tag) if provisioned else None,
         }
+
+    def _deploy_manifest(self, request: Request) -> dict[str, Any]:
+        """Store a SecL Manifest XML (the body) for the initrd to measure from the next boot on."""
+        manifest = appintegrity.deploy_manifest(self.config.manifest_dir, request.get_data())
+        log.info("manifest %s (%s) deployed for the next boot", manifest.uuid, manifest.label)
+        return {"label": manifest.label, "uuid": manifest.uuid, "digest_alg": manifest.digest_alg.value}
+
+    def _application_measurement(self, request: Request) -> Response:
+        """Measure the posted Manifest XML against this host's files now; answer the Measurement XML."""
+        xml = appintegrity.measure_now(request.get_data(), self.config.measurement_root)
+        return Response(xml, status=200, mimetype="application/xml")
 
 
 def create_app(config: TrustAgentConfig, tpm: AgentTPM) -> AgentApp:

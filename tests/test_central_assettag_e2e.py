@@ -12,12 +12,14 @@ asset-tag NV index) gets flavors from itself, then:
 - a revoked certificate -> TagCertificateRevoked (the worker re-evaluates instead of re-using);
 - a deleted certificate (and with it the ASSET_TAG flavor) while the TPM still holds the tag ->
   RequiredFlavorTypeMissing for ASSET_TAG;
-- an expired certificate -> TagCertificateExpired; a certificate for another hardware UUID is not deployed.
+- an expired certificate -> TagCertificateExpired; a certificate for another hardware UUID is not deployed;
+- an agent that reports another tag digest (or none) than the one its quote binds is refused.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import time
@@ -31,9 +33,11 @@ from click.testing import CliRunner, Result
 from cryptography import x509
 from flask import Flask
 from secl.central import create_app
-from secl.central.hvs import tagstore
+from secl.central.hvs import tagstore, verifier
+from secl.central.hvs.agentclient import AgentClient, QuoteResponse
 from secl.central.hvs.worker import Worker
 from secl.central.keyfiles import KeyFiles
+from secl.central.store.hvs_flavor_models import Host
 from secl.central.store.hvs_report_models import Report
 from secl.trustagent.tpm import TPMAdapter
 
@@ -273,3 +277,51 @@ def test_expired_certificate_and_another_hosts_certificate(
     late = api(live_central, headers, "POST", deploy, json={"certificate_id": short_id})
     assert late.status_code == 409 and late.json()["code"] == "tag-certificate-expired"
     assert "Traceback" not in live_central.output()
+
+
+class TagLiar(AgentClient):
+    """The real agent over mTLS, its quote answer's tag digest changed on the way (a compromised host)."""
+
+    def __init__(self, connection_string: str, keys: KeyFiles, reported: bytes | None) -> None:
+        super().__init__(connection_string, keys)
+        self.reported = reported
+
+    def quote(self, nonce: bytes, pcrs: list[int], banks: list[str]) -> QuoteResponse:
+        return dataclasses.replace(super().quote(nonce, pcrs, banks), asset_tag=self.reported)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_tag_digest_the_quote_does_not_bind_is_refused(
+    live_central: LiveCentral, central_state: CentralState, golden: ProvisionedAgent, inproc_app: Flask
+) -> None:
+    headers = admin_headers(live_central, central_state)
+    host_id = _golden_with_flavors(live_central, headers, golden)
+    assert _report(live_central, headers, host_id)["trusted"] is True
+    cert = api(live_central, headers, "POST", "/hvs/v2/tag-certificates",
+               json={"hardware_uuid": HARDWARE_UUID, "selection_content": [{"name": "country", "value": "DE"}]}).json()  # fmt: skip
+    deployed = api(
+        live_central,
+        headers,
+        "POST",
+        "/hvs/v2/rpc/deploy-tag-certificate",
+        json={"certificate_id": cert["id"]},
+    )
+    assert deployed.status_code == 200 and deployed.json()["trusted"] is True, deployed.text
+    keys = KeyFiles(central_state.config.keys_dir)
+    other = hashlib.sha384(b"the certificate of a host in another country").digest()
+    with inproc_app.app_context(), inproc_app.extensions["secl.db"].sessions() as session:
+        host = session.get(Host, host_id)
+        genuine = verifier.collect_evidence(
+            session,
+            inproc_app,
+            host,
+            client=TagLiar(golden.connection_string, keys, bytes.fromhex(cert["sha384"])),
+        )
+        assert genuine.built.manifest.asset_tag_digest == bytes.fromhex(cert["sha384"])  # the control case
+        # Claiming another tag, or none, with a quote bound to the real one: the qualifying data differs.
+        for reported in (other, None):
+            with pytest.raises(verifier.EvidenceInvalid) as refused:
+                verifier.collect_evidence(
+                    session, inproc_app, host, client=TagLiar(golden.connection_string, keys, reported)
+                )
+            assert refused.value.details == {"fault": "quote-nonce-mismatch"}, refused.value.message

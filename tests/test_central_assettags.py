@@ -17,6 +17,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from secl.central.hvs import tagstore
+from secl.central.hvs.agentclient import AgentBadResponse, decode_quote_response
 from secl.central.keyfiles import KeyFiles
 from secl.central.store.hvs_tag_models import TagCertificateRecord
 
@@ -222,3 +223,27 @@ def test_hosts_filter_query_is_validated(client: FlaskClient, admin_headers: dic
                   [("nameContains", "a"), ("nameContains", "b")]):  # fmt: skip
         response = client.get("/hvs/v2/hosts", query_string=query, headers=admin_headers)
         assert response.status_code == 400, (query, response.json)
+
+
+def _answer(**fields: Any) -> dict[str, Any]:
+    return {"attest": base64.b64encode(b"a").decode(), "signature": base64.b64encode(b"s").decode(), "pcrs": {},
+            "event_log": None, **fields}  # fmt: skip
+
+
+def test_the_agents_tag_fields_are_read_strictly() -> None:
+    digest = hashlib.sha384(b"certificate").digest()
+    b64 = base64.b64encode(digest).decode()
+    assert decode_quote_response(_answer()).asset_tag is None  # an agent that predates asset tags
+    assert decode_quote_response(_answer(is_tag_provisioned=False)).asset_tag is None
+    assert decode_quote_response(_answer(is_tag_provisioned=True, asset_tag=b64)).asset_tag == digest
+    for bad in (
+        {"is_tag_provisioned": True},
+        {"is_tag_provisioned": False, "asset_tag": b64},
+        {"is_tag_provisioned": "yes", "asset_tag": b64},
+        {"asset_tag": "not base64!"},
+        {"asset_tag": base64.b64encode(digest[:32]).decode()},
+        {"asset_tag": base64.b64encode(bytes(48)).decode()},
+        {"asset_tag": 48},
+    ):
+        with pytest.raises(AgentBadResponse):
+            decode_quote_response(_answer(**bad))

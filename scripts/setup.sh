@@ -9,10 +9,12 @@ cd "$(dirname "$0")/.."
 # tpm2-pytss compiles against, openssl (the EK-certificate oracle in the tests), and PostgreSQL (the
 # central is tested on it as well as on SQLite; the tests start a throwaway cluster of their own),
 # systemd (systemd-analyze lints the units) and systemd-container (systemd-nspawn boots a real systemd that
-# starts the central's unit), and wrk (the load generator of bench/central_api.py).
+# starts the central's unit), and wrk (the load generator of bench/central_api.py). dracut-core builds a
+# test initramfs with the secl-measure module (dracut-core alone: the "dracut" package would replace
+# initramfs-tools; the tests never touch /boot or the machine's own initramfs).
 APT_PACKAGES=(
   swtpm swtpm-tools tpm2-tools libtss2-dev pkg-config gcc openssl ca-certificates
-  postgresql systemd systemd-container wrk
+  postgresql systemd systemd-container wrk dracut-core cpio
   python3 python3-venv python3-dev
 )
 

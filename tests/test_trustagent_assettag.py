@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from secl.trustagent import assettag
+from secl.trustagent.cli import _asset_tag_index
 from secl.trustagent.server import AgentTPM, create_app
 from secl.trustagent.tpm import TPMAdapter, TPMError
 from tpm2_pytss.constants import TPMA_NV
@@ -164,3 +165,22 @@ def test_the_agent_app_answers_tag_routes_only_by_post(agent: Agent) -> None:  #
     down = create_app(config, AgentTPM.from_config(config)).test_client()
     response = down.post("/v2/tag", json={"tag": _b64(TAG)})
     assert response.status_code == 503 and response.json["code"] == "tpm-unreachable"
+
+
+def test_an_owner_password_is_needed_to_define_and_write_but_not_to_read(
+    swtpm: RunningSwtpm, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    changed = _tool(swtpm, "tpm2_changeauth", "-c", "o", "owner-secret")
+    assert changed.returncode == 0, changed.stderr
+    # Setup reports the refusal and goes on (asset tags are optional); nothing is defined.
+    _asset_tag_index(agent_config(tmp_path, swtpm.tcti))
+    assert "asset-tag NV index 0x01c10110 not defined [tpm-auth-failed]" in capsys.readouterr().err
+    with TPMAdapter(swtpm.tcti) as tpm:
+        assert tpm.nv_index(ASSET_TAG_NV_INDEX) is None
+        with pytest.raises(TPMError) as refused:
+            assettag.write_tag(tpm, TAG)
+        assert refused.value.code == "tpm-auth-failed"
+        assert assettag.define_index(tpm, owner_auth=b"owner-secret") == "defined"
+        assettag.write_tag(tpm, TAG, owner_auth=b"owner-secret")
+    with TPMAdapter(swtpm.tcti) as tpm:  # a fresh context: no owner password known, the read still works
+        assert assettag.read_tag(tpm) == TAG

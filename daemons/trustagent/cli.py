@@ -272,16 +272,23 @@ def _aik(config: TrustAgentConfig, central_url: str, host: str, token: str | Non
 
 
 def _asset_tag_index(config: TrustAgentConfig) -> None:
-    """Define the asset-tag NV index (owner authorization, 48 bytes of zeros: no tag yet); idempotent."""
+    """Define the asset-tag NV index (owner authorization, 48 bytes of zeros: no tag yet); idempotent.
+
+    Asset tags are optional: a TPM that refuses (an owner password is set) is reported, and the rest of
+    setup goes on; deploying a tag to this host then fails with the same TPM error.
+    """
     from secl.trustagent.assettag import ASSET_TAG_NV_INDEX, define_index
 
     try:
         with TPMAdapter(config.tcti) as tpm:
             outcome = define_index(tpm)
     except TPMError as exc:
-        raise click.ClickException(
-            f"cannot define the asset-tag NV index through {config.tcti!r} [{exc.code}]: {exc}"
-        ) from None
+        click.echo(
+            f"warning: asset-tag NV index 0x{ASSET_TAG_NV_INDEX:08x} not defined [{exc.code}]: {exc}; "
+            "asset tags cannot be deployed to this host",
+            err=True,
+        )
+        return
     click.echo(f"asset-tag NV index 0x{ASSET_TAG_NV_INDEX:08x}: {outcome}")
 
 

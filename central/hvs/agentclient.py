@@ -169,6 +169,22 @@ class AgentClient:
         request = {"tag": base64.b64encode(digest).decode(), "hardware_uuid": hardware_uuid}
         return self._object(self._call("POST", "/v2/tag", json=request), "POST /v2/tag")
 
+    def application_measurement(self, manifest_xml: str) -> str:
+        """``POST /v2/host/application-measurement``: the agent measures a SecL Manifest XML now and
+        answers the Measurement XML (unverified: the host's own word, as for SecL)."""
+        response = self._call("POST", "/v2/host/application-measurement", data=manifest_xml.encode(),
+                              headers={"Content-Type": "application/xml"})  # fmt: skip
+        try:
+            return response.content.decode("utf-8")
+        except UnicodeDecodeError:
+            raise AgentBadResponse("POST /v2/host/application-measurement: the answer is not UTF-8") from None
+
+    def deploy_manifest(self, manifest_xml: str) -> dict[str, Any]:
+        """``POST /v2/deploy/manifest``: the agent stores a Manifest XML for its initrd's next boot."""
+        response = self._call("POST", "/v2/deploy/manifest", data=manifest_xml.encode(),
+                              headers={"Content-Type": "application/xml"})  # fmt: skip
+        return self._object(response, "POST /v2/deploy/manifest")
+
     # --- transport ---------------------------------------------------------------------------------------
 
     def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:

@@ -2,8 +2,10 @@
 
 SecL overloads ``POST /hvs/v2/flavors`` with ``{"connection_string", "partial_flavor_types"}``; here that
 path is the manual upload (flavors.py), so import from a host has its own path, with SecL's field names:
-``{"host_id" | "connection_string", "partial_flavor_types": ["PLATFORM", "OS", "HOST_UNIQUE"],
-"flavorgroup_names": [...]}``. The host must be registered (``POST /hvs/v2/hosts``): the central only
+``{"host_id" | "connection_string", "partial_flavor_types": ["PLATFORM", "OS", "HOST_UNIQUE", "SOFTWARE"],
+"flavorgroup_names": [...]}``. SOFTWARE flavors come from the host's boot measurements (the Measurement
+XMLs its agent serves, checked against the quoted PCR 15), one per measurement not stored yet; the others
+from the flavor templates. The host must be registered (``POST /hvs/v2/hosts``): the central only
 talks to agents it knows, and the host's status and hardware UUID are kept up to date.
 
 The evidence is collected and verified as for a report (:mod:`secl.central.hvs.verifier`), and a golden
@@ -25,7 +27,7 @@ from pydantic import Field, model_validator
 from secl.central import audit
 from secl.central.endpoints import current_principal, endpoint
 from secl.central.errors import Conflict, NotFound
-from secl.central.hvs import flavorstore, verifier
+from secl.central.hvs import flavorstore, softwareflavors, verifier
 from secl.central.hvs.hosts import get_host
 from secl.central.hvs.schemas import Strict
 from secl.central.hvs.store_schemas import (
@@ -49,14 +51,14 @@ from secl.core.pcrevents import thaw
 
 log = logging.getLogger("secl.central.hvs")
 
-TemplatePart = Literal["PLATFORM", "OS", "HOST_UNIQUE"]
+TemplatePart = Literal["PLATFORM", "OS", "HOST_UNIQUE", "SOFTWARE"]
 
 
 class FlavorImport(Strict):
     host_id: UUIDStr | None = None
     connection_string: ConnectionString | None = None
-    partial_flavor_types: Annotated[list[TemplatePart], Field(min_length=1, max_length=3)] = Field(
-        default_factory=lambda: ["PLATFORM", "OS", "HOST_UNIQUE"]
+    partial_flavor_types: Annotated[list[TemplatePart], Field(min_length=1, max_length=4)] = Field(
+        default_factory=lambda: ["PLATFORM", "OS", "HOST_UNIQUE", "SOFTWARE"]
     )
     flavorgroup_names: list[GroupName] = Field(default_factory=lambda: ["automatic"], max_length=100)
 
@@ -101,6 +103,12 @@ def import_flavors(body: FlavorImport) -> SignedFlavorCollection:
             f"host {host.name}'s event log does not replay to its quoted PCRs ({', '.join(pcrs) or 'banks ' + ', '.join(evidence.built.unreplayed_banks)}): "
             "it cannot be a golden host", code="event-log-replay-mismatch", details={"pcrs": pcrs},
         )  # fmt: skip
+    template_parts = [p for p in body.partial_flavor_types if p != "SOFTWARE"]
+    software = (
+        softwareflavors.flavors_from_measurements(session, evidence.built.manifest, host.name)
+        if "SOFTWARE" in body.partial_flavor_types
+        else []
+    )
     templates = []
     for document in active_templates(session):
         try:
@@ -108,11 +116,10 @@ def import_flavors(body: FlavorImport) -> SignedFlavorCollection:
         except EvidenceError as exc:  # stored templates are validated on upload; never fail the import
             log.error("flavor template %s is skipped: %s", document.get("label"), exc)
     try:
-        flavors = create_flavors(
-            evidence.built.manifest, templates, source=host.name, parts=body.partial_flavor_types
-        )
+        flavors = create_flavors(evidence.built.manifest, templates, source=host.name, parts=template_parts)
     except EvidenceError as exc:
         raise Conflict(f"no flavors from host {host.name}: {exc.message}", code=exc.code) from None
+    flavors += software
     if not flavors:
         raise Conflict(
             f"no active flavor template applies to host {host.name} for {', '.join(body.partial_flavor_types)}",

@@ -27,6 +27,7 @@ report and its JWT carry the tags of the certificate of a trusted ASSET_TAG flav
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import uuid
@@ -52,6 +53,8 @@ from secl.central.store.models import utcnow
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from secl.core.appeventlog import parse_event_log as parse_app_event_log
+from secl.core.appeventlog import render_event_log
 from secl.core.assettag import AssetTagError, parse_tag_certificate
 from secl.core.attestation import (
     AttestationResult,
@@ -62,6 +65,7 @@ from secl.core.attestation import (
 from secl.core.errors import EvidenceError
 from secl.core.eventlog import parse_event_log, pcr_banks_from_json
 from secl.core.flavor import SignedFlavor
+from secl.core.hostmanifest import PcrEventLog
 from secl.core.manifestbuild import (
     ManifestEvidence,
     assemble_host_manifest,
@@ -105,10 +109,16 @@ class Evidence:
     quote: VerifiedQuote
     event_log: bytes
     aik_certificate_pem: str | None
+    # The application evidence (Measurement XMLs, PCR 15 events) as bytes, so a changed measurement log
+    # changes the digest even when the quoted PCRs (wrongly) did not; empty when the host has none.
+    application: bytes = b""
 
     @property
     def digest(self) -> str:
-        return evidence_digest(self.quote.pcr_digest, self.event_log)
+        if not self.application:
+            return evidence_digest(self.quote.pcr_digest, self.event_log)
+        framed = len(self.event_log).to_bytes(8, "big") + self.event_log + self.application
+        return evidence_digest(self.quote.pcr_digest, framed)
 
 
 # --- evidence ---------------------------------------------------------------------------------------------
@@ -213,19 +223,38 @@ def verify_evidence(
     quote = verify_quote(
         ak, answer.attest, answer.signature, qualifying_data=secl_qualifying_data(nonce, tag), pcrs=values
     )
+    xmls, app_events = application_evidence(answer.raw)
     key = manifest_key(
         host_info=host_info, verified_quote=quote, event_log=answer.event_log, aik_certificate_pem=aik_pem,
-        asset_tag_digest=tag,
+        asset_tag_digest=tag, measurement_xmls=xmls, application_events=app_events,
     )  # fmt: skip
     built = manifests.get(key) if manifests is not None else None
     if built is None:
         built = assemble_host_manifest(
             host_info=host_info, verified_quote=quote, event_log=parse_event_log(answer.event_log),
-            aik_certificate_pem=aik_pem, asset_tag_digest=tag,
+            aik_certificate_pem=aik_pem, asset_tag_digest=tag, measurement_xmls=xmls,
+            application_events=app_events,
         )  # fmt: skip
         if manifests is not None:
             manifests.put(key, built)
-    return Evidence(built, host_info, quote, answer.event_log, aik_pem)
+    application = render_event_log(app_events) + json.dumps(xmls).encode() if xmls or app_events else b""
+    return Evidence(built, host_info, quote, answer.event_log, aik_pem, application)
+
+
+def application_evidence(body: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[PcrEventLog, ...]]:
+    """The agent's ``tcb_measurements`` (Measurement XMLs) and ``measure_log`` (PCR 15 events, SecL's
+    measure-log JSON), unverified: the host manifest carries them, and the SOFTWARE rules tie them to the
+    quoted PCR 15. A malformed XML is left for the rules to report (XmlMeasurementLogInvalid); a body that
+    is not a list of strings, or an event log that is not SecL's shape, refuses the evidence."""
+    xmls = body.get("tcb_measurements") or []
+    if not isinstance(xmls, list) or not all(isinstance(x, str) for x in xmls):
+        raise EvidenceError(
+            "tcb_measurements must be a list of Measurement XML strings", code="measurements-malformed"
+        )
+    log = body.get("measure_log") or []
+    if not isinstance(log, list):
+        raise EvidenceError("measure_log must be SecL's measure-log list", code="app-event-log-invalid")
+    return tuple(xmls), parse_app_event_log(json.dumps(log).encode())
 
 
 def manifest_memo(app: Flask) -> ResultMemo[bytes, ManifestEvidence]:

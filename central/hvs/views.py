@@ -117,3 +117,4 @@ from secl.central.hvs import flavorimport  # noqa: E402, F401  # isort: skip
 from secl.central.hvs import jobviews  # noqa: E402, F401  # isort: skip
 from secl.central.hvs import tpmendorsements  # noqa: E402, F401  # isort: skip
 from secl.central.hvs import tagcerts  # noqa: E402, F401  # isort: skip
+from secl.central.hvs import softwareflavors  # noqa: E402, F401  # isort: skip

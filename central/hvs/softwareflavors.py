@@ -1,0 +1,288 @@
+"""SOFTWARE flavors (application integrity): from a manifest measured on a golden host, from the boot-time
+measurements a host reports, and manifests deployed to hosts.
+
+- ``POST /hvs/v2/flavor-from-app-manifest`` (SecL's route; JSON here, with SecL's member names:
+  ``{"connection_string" | "host_id", "flavorgroup_names", "manifest": "<Manifest XML>"}``): the host's
+  trust agent measures the manifest now (``POST /v2/host/application-measurement``) and the Measurement it
+  answers becomes a SOFTWARE flavor, signed and stored. Labels SecL reserves for the default manifests are
+  refused (400 ``manifest-label-reserved``), as SecL does: those flavors come from the hosts' own boot
+  measurements (flavor import with ``SOFTWARE``).
+- ``POST /hvs/v2/rpc/deploy-software-manifest`` (SecL's route: ``{"flavor_id", "host_id"}``): the manifest
+  of a SOFTWARE flavor (every File, Dir and Symlink it expects, by literal path) is stored on the host by
+  its trust agent (``POST /v2/deploy/manifest``) and measured from the next boot on.
+- :func:`flavors_from_measurements`: flavor import's SOFTWARE part. The host's measurement logs become
+  flavors only when the evidence vouches for them: each XML replays to its CumulativeHash, its
+  APPLICATION_AGENT_MEASUREMENT event is in the PCR 15 log, and that log replays to the *quoted* PCR 15
+  (409 ``measurement-log-unverified`` otherwise), or the flavor would bake in claims nobody vouched for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from typing import Annotated, Any
+
+from flask import current_app
+from pydantic import Field, model_validator
+from secl.central import audit
+from secl.central.endpoints import current_principal, endpoint
+from secl.central.errors import Conflict, NotFound, ValidationFailed
+from secl.central.hvs import flavorstore, verifier
+from secl.central.hvs.agentclient import AgentClient, AgentError
+from secl.central.hvs.hosts import get_host
+from secl.central.hvs.schemas import Strict
+from secl.central.hvs.store_schemas import (
+    ConnectionString,
+    FlavorCollectionIn,
+    FlavorCreate,
+    GroupName,
+    SignedFlavorOut,
+    UUIDStr,
+)
+from secl.central.hvs.views import bp
+from secl.central.store.db import db
+from secl.central.store.hvs_flavor_models import Host, StoredFlavor
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from secl.core.appeventlog import APPLICATION_PCR
+from secl.core.appmanifest import MAX_MANIFEST_BYTES, ManifestError, parse_manifest
+from secl.core.errors import EvidenceError
+from secl.core.flavor import Flavor, parse_flavor
+from secl.core.hostmanifest import HostManifest
+from secl.core.measurementlog import MeasurementLog, MeasurementLogError, parse_measurement_xml
+from secl.core.pcrevents import replay_events, thaw
+from secl.core.softwareflavor import is_default_software_label, software_flavor
+
+log = logging.getLogger("secl.central.hvs")
+
+_MANIFESTS_NS = "lib:wml:manifests:1.0"
+_KINDS = {
+    "fileMeasurementType": "File",
+    "directoryMeasurementType": "Dir",
+    "symlinkMeasurementType": "Symlink",
+}
+
+
+class FlavorFromAppManifest(Strict):
+    host_id: UUIDStr | None = None
+    connection_string: ConnectionString | None = None
+    manifest: Annotated[str, Field(min_length=1, max_length=MAX_MANIFEST_BYTES)]
+    flavorgroup_names: list[GroupName] = Field(default_factory=lambda: ["automatic"], max_length=100)
+
+    @model_validator(mode="after")
+    def _one(self) -> FlavorFromAppManifest:
+        if (self.host_id is None) == (self.connection_string is None):
+            raise ValueError("give host_id or connection_string (exactly one)")
+        return self
+
+
+class DeploySoftwareManifest(Strict):
+    flavor_id: UUIDStr
+    host_id: UUIDStr
+
+
+class ManifestDeployed(Strict):
+    host_id: str
+    flavor_id: str
+    label: str
+    manifest: str
+
+
+def _host(session: Session, host_id: str | None, connection_string: str | None) -> Host:
+    if host_id is not None:
+        return get_host(session, host_id)
+    host = session.scalar(select(Host).where(Host.connection_string == connection_string))
+    if host is None:
+        raise NotFound(
+            f"no registered host has the connection string {connection_string}: register it first "
+            "(POST /hvs/v2/hosts)", code="host-not-found",
+        )  # fmt: skip
+    return host
+
+
+def _store(
+    flavors: list[Flavor], groups: list[str], *, actor: str, host: Host, event: str
+) -> list[StoredFlavor]:
+    session, app = db(), current_app
+    upload = FlavorCreate(
+        flavor_collection=FlavorCollectionIn(
+            flavors=[thaw(f.source) for f in flavors if f.source is not None]
+        ),
+        flavorgroup_names=groups,
+    )
+    rows = flavorstore.store_flavors(session, app, upload, actor=actor)
+    audit.record(
+        session, event, actor=actor, outcome="success", target=host.name, host_id=host.id,
+        flavors=[{"id": r.id, "flavor_part": r.flavor_part, "label": r.label} for r in rows],
+    )  # fmt: skip
+    return rows
+
+
+@endpoint(bp, "/flavor-from-app-manifest", "POST", permission="HVS:flavors:create", body=FlavorFromAppManifest,
+          response=SignedFlavorOut, status=201,
+          summary="Make a SOFTWARE flavor from a SecL Manifest XML measured now on a registered host by its "
+                  "trust agent; the flavor is signed and stored in the flavor groups named")  # fmt: skip
+def flavor_from_app_manifest(body: FlavorFromAppManifest) -> SignedFlavorOut:
+    session, app, actor = db(), current_app, current_principal().username
+    try:
+        manifest = parse_manifest(body.manifest.encode())
+    except ManifestError as exc:
+        raise ValidationFailed(f"manifest: {exc.message}", code=exc.code) from None
+    if is_default_software_label(manifest.label):
+        raise ValidationFailed(
+            f"Label {manifest.label!r} is reserved for the default manifests; their flavors come from the "
+            "hosts' boot measurements (POST /hvs/v2/flavors/from-host with SOFTWARE)",
+            code="manifest-label-reserved",
+        )  # fmt: skip
+    host = _host(session, body.host_id, body.connection_string)
+    try:
+        answer = verifier.agent_client(app, host.connection_string).application_measurement(body.manifest)
+    except AgentError as exc:
+        raise Conflict(
+            f"host {host.name} could not measure the manifest: {exc.message}", code=exc.code
+        ) from None
+    try:
+        measured = parse_measurement_xml(answer)
+    except MeasurementLogError as exc:
+        raise Conflict(
+            f"host {host.name} answered an unusable Measurement: {exc.message}", code=exc.code
+        ) from None
+    if measured.label != manifest.label or (manifest.uuid and measured.uuid != manifest.uuid):
+        raise Conflict(
+            f"host {host.name} measured {measured.event_tag}, not the manifest {manifest.event_tag}",
+            code="measurement-mismatch",
+        )
+    try:
+        flavor = software_flavor(measured, source=host.name)
+    except EvidenceError as exc:
+        raise Conflict(f"host {host.name}: {exc.message}", code=exc.code) from None
+    (row,) = _store([flavor], body.flavorgroup_names, actor=actor, host=host, event="flavor.software-created")
+    _commit(session)
+    log.info("SOFTWARE flavor %s (%s) from host %s", row.id, row.label, host.name)
+    return flavorstore.signed_out(row, flavorstore.verified(app, row))
+
+
+def _commit(session: Session) -> None:
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise Conflict(
+            "a flavor with the same id or label was stored meanwhile", code="flavor-exists"
+        ) from None
+
+
+def manifest_for_flavor(flavor: Flavor) -> str:
+    """The Manifest XML that measures exactly what a SOFTWARE flavor expects (literal paths, its DigestAlg)."""
+    from xml.sax.saxutils import quoteattr
+
+    measurements = flavor.software.measurements if flavor.software else None
+    alg = str(flavor.meta.description.get("digest_algorithm", "SHA384"))
+    parts = [
+        f"<Manifest xmlns={quoteattr(_MANIFESTS_NS)} Label={quoteattr(flavor.label)} "
+        f"Uuid={quoteattr(flavor.id)} DigestAlg={quoteattr(alg)}>"
+    ]
+    for item in (measurements or {}).values():
+        kind = _KINDS.get(item.type or "fileMeasurementType")
+        if kind is None:
+            raise Conflict(
+                f"flavor {flavor.id}: unknown measurement type {item.type!r}", code="flavor-invalid"
+            )
+        attributes = f"Path={quoteattr(item.path)}"
+        if kind == "Dir":
+            include, exclude = item.extra.get("Include", ""), item.extra.get("Exclude", "")
+            attributes += f" Include={quoteattr(str(include))} Exclude={quoteattr(str(exclude))}"
+            if item.extra.get("FilterType"):
+                attributes += f" FilterType={quoteattr(str(item.extra['FilterType']))}"
+        parts.append(f"<{kind} {attributes}/>")
+    parts.append("</Manifest>")
+    return '<?xml version="1.0" encoding="UTF-8"?>' + "".join(parts)
+
+
+@endpoint(bp, "/rpc/deploy-software-manifest", "POST", permission="HVS:software-manifests:deploy",
+          body=DeploySoftwareManifest, response=ManifestDeployed,
+          summary="Store the manifest of a SOFTWARE flavor on a registered host, through its trust agent, "
+                  "for the host's initrd to measure from the next boot on")  # fmt: skip
+def deploy_software_manifest(body: DeploySoftwareManifest) -> ManifestDeployed:
+    session, app, actor = db(), current_app, current_principal().username
+    row = session.get(StoredFlavor, body.flavor_id)
+    if row is None:
+        raise NotFound(f"no flavor {body.flavor_id}", code="flavor-not-found")
+    if row.flavor_part != "SOFTWARE":
+        raise ValidationFailed(
+            f"flavor {row.id} is a {row.flavor_part} flavor, not SOFTWARE", code="flavor-not-software"
+        )
+    flavor = flavorstore.verified(app, row).flavor  # never deploy what our signature does not vouch for
+    if is_default_software_label(flavor.label):
+        raise ValidationFailed(
+            f"flavor {row.id} is a default flavor ({flavor.label}); its manifest ships with the trust agent",
+            code="manifest-label-reserved",
+        )
+    host = get_host(session, body.host_id)
+    xml = manifest_for_flavor(flavor)
+    try:
+        AgentClient(host.connection_string, app.extensions["secl.keys"]).deploy_manifest(xml)
+    except AgentError as exc:
+        raise Conflict(f"host {host.name} refused the manifest: {exc.message}", code=exc.code) from None
+    audit.record(session, "software-manifest.deployed", actor=actor, outcome="success", target=host.name,
+                 host_id=host.id, flavor_id=row.id)  # fmt: skip
+    session.commit()
+    return ManifestDeployed(host_id=host.id, flavor_id=row.id, label=flavor.label, manifest=xml)
+
+
+# --- flavor import: SOFTWARE flavors from a golden host's boot measurements --------------------------------
+
+
+def _verified_logs(manifest: HostManifest, host_name: str) -> list[MeasurementLog]:
+    events = manifest.event_log(APPLICATION_PCR.bank, APPLICATION_PCR.index) or ()
+    quoted = manifest.pcr_value(APPLICATION_PCR.bank, APPLICATION_PCR.index)
+    problems = []
+    if manifest.measurement_xmls:
+        if quoted is None:
+            problems.append("PCR 15 of SHA256 was not quoted")
+        elif replay_events(APPLICATION_PCR.bank, APPLICATION_PCR.index, tuple(events)).hex() != quoted:
+            problems.append("its PCR 15 events do not replay to the quoted PCR 15")
+    logged = {e.measurement.lower() for e in events}
+    logs = []
+    for text in manifest.measurement_xmls:
+        try:
+            measured = parse_measurement_xml(text)
+        except MeasurementLogError as exc:
+            problems.append(f"a Measurement XML does not parse ({exc.message})")
+            continue
+        if measured.replay() != measured.cumulative_hash:
+            problems.append(f"{measured.event_tag} does not replay to its CumulativeHash")
+        elif hashlib.sha256(bytes.fromhex(measured.cumulative_hash)).hexdigest() not in logged:
+            problems.append(f"{measured.event_tag} has no APPLICATION_AGENT_MEASUREMENT event in PCR 15")
+        else:
+            logs.append(measured)
+    if problems:
+        raise Conflict(
+            f"host {host_name}'s application measurements cannot make flavors: {'; '.join(problems)}",
+            code="measurement-log-unverified", details={"problems": problems},
+        )  # fmt: skip
+    return logs
+
+
+def flavors_from_measurements(session: Session, manifest: HostManifest, host_name: str) -> list[Flavor]:
+    """SOFTWARE flavors for the host's verified measurement logs, except those already stored (same id,
+    or a SOFTWARE flavor of the same label: a default flavor is made once, from the first golden host)."""
+    flavors = []
+    for measured in _verified_logs(manifest, host_name):
+        exists = session.get(StoredFlavor, measured.uuid) is not None or session.scalar(
+            select(StoredFlavor.id).where(StoredFlavor.flavor_part == "SOFTWARE", StoredFlavor.label == measured.label)
+        )  # fmt: skip
+        if exists:
+            log.info("SOFTWARE flavor for %s is stored already; not imported again", measured.event_tag)
+            continue
+        flavor = software_flavor(measured, source=host_name)
+        if is_default_software_label(measured.label):
+            # A default manifest's Uuid is the host's own: the flavor gets one of its own, as in SecL.
+            document: dict[str, Any] = thaw(flavor.source) if flavor.source is not None else flavor.to_json()
+            document["meta"]["id"] = str(uuid.uuid4())
+            flavor = parse_flavor(document)
+        flavors.append(flavor)
+    return flavors

@@ -37,6 +37,7 @@ class AgentError(Exception):
 
     code = "agent-error"
     host_status = "error"
+    agent_code: str | None = None  # the agent's own error code, when it answered with one
 
     def __init__(self, message: str, *, code: str | None = None) -> None:
         super().__init__(message)
@@ -215,10 +216,12 @@ class AgentClient:
         if response.status_code in (401, 403):
             raise AgentUnauthorized(f"{method} {path}: the agent answered {response.status_code}")
         if not 200 <= response.status_code < 300:
-            raise AgentBadResponse(
+            refused = AgentBadResponse(
                 f"{method} {path}: the agent answered {response.status_code}: {_error_text(response)}",
                 code="agent-error-status",
             )
+            refused.agent_code = _error_code(response)
+            raise refused
         return response
 
     @staticmethod
@@ -239,6 +242,16 @@ def _tls_error(url: str, exc: Exception) -> AgentError:
             f"{url}: the agent's TLS certificate is not issued by the central's CA for this host name ({text})"
         )
     return AgentUnauthorized(f"{url}: TLS refused ({text})")
+
+
+def _error_code(response: requests.Response) -> str | None:
+    """The agent's own error code (its JSON ``code``), if it sent one."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    code = body.get("code") if isinstance(body, dict) else None
+    return code if isinstance(code, str) and len(code) <= 64 else None
 
 
 def _error_text(response: requests.Response) -> str:

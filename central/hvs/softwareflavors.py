@@ -142,7 +142,7 @@ def flavor_from_app_manifest(body: FlavorFromAppManifest) -> SignedFlavorOut:
         answer = verifier.agent_client(app, host.connection_string).application_measurement(body.manifest)
     except AgentError as exc:
         raise Conflict(
-            f"host {host.name} could not measure the manifest: {exc.message}", code=exc.code
+            f"host {host.name} could not measure the manifest: {exc.message}", code=exc.agent_code or exc.code
         ) from None
     try:
         measured = parse_measurement_xml(answer)
@@ -226,7 +226,9 @@ def deploy_software_manifest(body: DeploySoftwareManifest) -> ManifestDeployed:
     try:
         AgentClient(host.connection_string, app.extensions["secl.keys"]).deploy_manifest(xml)
     except AgentError as exc:
-        raise Conflict(f"host {host.name} refused the manifest: {exc.message}", code=exc.code) from None
+        raise Conflict(
+            f"host {host.name} refused the manifest: {exc.message}", code=exc.agent_code or exc.code
+        ) from None
     audit.record(session, "software-manifest.deployed", actor=actor, outcome="success", target=host.name,
                  host_id=host.id, flavor_id=row.id)  # fmt: skip
     session.commit()

@@ -45,7 +45,7 @@ from secl.core.eventlog import EventLog
 from secl.core.eventtypes import EventType
 from secl.core.hashalg import HashAlg
 from secl.core.hostmanifest import HostManifest, PcrEventLog
-from secl.core.pcrevents import PcrRef, TpmEvent, freeze, thaw
+from secl.core.pcrevents import PcrRef, TpmEvent, freeze, replay_events, thaw
 from secl.core.quote import VerifiedQuote
 from secl.core.secltags import SeclTypeNamer, secl_event_tags, secl_type_id
 
@@ -150,12 +150,21 @@ def assemble_host_manifest(
             "asset tag digest must be the 48-byte SHA-384 of the tag certificate",
             code="manifest-asset-tag-digest-invalid",
         )
+    event_logs = _with_application_events(_event_lists(event_log, values), application_events, values)
+    if application_events and APPLICATION_PCR in mismatches:
+        # The TCG log alone cannot reach PCR 15 once the initrd extended it: judge PCR 15 by its whole list.
+        quoted_15 = mismatches[APPLICATION_PCR][0]
+        replayed_15 = replay_events(
+            APPLICATION_PCR.bank, APPLICATION_PCR.index, event_logs[APPLICATION_PCR].events
+        )
+        if replayed_15.hex() == quoted_15:
+            del mismatches[APPLICATION_PCR]
+        else:
+            mismatches[APPLICATION_PCR] = (quoted_15, replayed_15.hex())
     manifest = HostManifest(
         host_info=freeze(dict(host_info)),
         pcr_values=freeze(dict(sorted(pcr_values.items()))),
-        event_logs=MappingProxyType(
-            _with_application_events(_event_lists(event_log, values), application_events, values)
-        ),
+        event_logs=MappingProxyType(event_logs),
         event_log_format="new",
         aik_certificate=_pem_to_der(aik_certificate_pem, "AIK"),
         asset_tag_digest=asset_tag_digest,

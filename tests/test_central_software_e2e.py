@@ -34,6 +34,7 @@ from tests.central_fixtures import CentralState
 from tests.corpus import corpus_path
 from tests.live_central import LiveCentral
 from tests.swtpm import SwtpmState, start_swtpm
+from tests.test_cli_admin import Central
 from tests.test_measure_cli import run as secl_measure
 from tests.test_trustagent_api import OVMF_LOG, boot
 
@@ -299,3 +300,34 @@ def test_import_makes_software_flavors_from_boot_measurements(
                 json={"host_id": host_id, "partial_flavor_types": ["SOFTWARE"]})  # fmt: skip
     assert again.status_code == 409 and again.json()["code"] == "event-log-replay-mismatch", again.text
     assert again.json()["details"]["pcrs"] == ["SHA256:15"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_cli_software_flavor_and_deploy(
+    live_central: LiveCentral, central_state: CentralState, host: Host, tmp_path: Path
+) -> None:
+    """`secl software flavor` and `secl software deploy` against the live central and agent."""
+    headers = admin_headers(live_central, central_state)
+    created = api(live_central, headers, "POST", "/hvs/v2/hosts",
+                  json={"host_name": "shop-host", "connection_string": host.agent.connection_string})  # fmt: skip
+    host_id = created.json()["id"]
+    home = tmp_path / "home"
+    home.mkdir()
+    admin = Central(live_central.url, Path(live_central.ca_file), central_state, home)
+    assert admin.login().exit_code == 0
+    manifest = tmp_path / "shop.xml"
+    manifest.write_text(MANIFEST)
+    made = admin.run("software", "flavor", str(manifest), "--host-id", host_id)
+    assert made.exit_code == 0, made.output
+    assert made.output.startswith(f"SOFTWARE flavor {UUID} (shop-app): 5 measurements, cumulative ")
+    deployed = admin.run("software", "deploy", UUID, "--host-id", host_id, "-o", "json")
+    assert deployed.exit_code == 0, deployed.output
+    assert json.loads(deployed.output)["manifest"] == (host.manifests / f"manifest_{UUID}.xml").read_text()
+    # The central's refusals: one line, exit 4.
+    again = admin.run("software", "flavor", str(manifest), "--host-id", host_id)
+    assert again.exit_code == 4 and again.output.count("\n") == 1, again.output
+    assert again.output.startswith("secl: error: ") and "flavor" in again.output
+    # A manifest the CLI can tell is bad never reaches the central: exit 3.
+    manifest.write_text(MANIFEST.replace("SHA384", "MD5"))
+    bad = admin.run("software", "flavor", str(manifest), "--host-id", host_id)
+    assert bad.exit_code == 3 and "digest-alg-unsupported" in bad.output, bad.output

@@ -24,6 +24,7 @@ from secl.cli.endorsements import endorsements_group
 from secl.cli.evidence import ekcert_group, eventlog_group, ima_group, quote_group
 from secl.cli.hvs import endorsement_cas_group, flavorgroups_group, flavors_group, hosts_group, report_command
 from secl.cli.output import InputError, InvalidEvidence
+from secl.cli.software import software_group
 from secl.cli.tags import tags_group
 from secl.core.errors import EvidenceError
 
@@ -67,6 +68,7 @@ cli.add_command(endorsements_group)
 for _hvs_command in (hosts_group, flavors_group, flavorgroups_group, endorsement_cas_group, report_command):
     cli.add_command(_hvs_command)
 cli.add_command(tags_group)
+cli.add_command(software_group)
 for _command in ADMIN_COMMANDS:
     cli.add_command(_command)
 

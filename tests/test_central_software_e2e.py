@@ -64,6 +64,9 @@ class Host:
         (self.root / "etc").mkdir()
         (self.root / "etc/shop.conf").write_text("port = 8080\n")
         (self.root / "opt/shop/current").symlink_to("bin")
+        # `secl-trustagent setup` installed the default manifest of the agent's own files in its state.
+        (default,) = (Path(agent.env["SECL_TRUSTAGENT_STATE_DIR"]) / "manifests").glob("manifest_*.xml")
+        assert 'Label="ISecL_Default_Application_Flavor_v' in default.read_text()
         agent.stop()
         agent.env = agent.env | {
             "SECL_TRUSTAGENT_MEASUREMENT_DIR": str(self.run / "measurements"),

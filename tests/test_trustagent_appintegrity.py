@@ -69,7 +69,7 @@ def agent(swtpm: RunningSwtpm, tmp_path: Path, host_root: Path) -> Iterator[Agen
     boot(swtpm.tcti, corpus_path(OVMF_LOG).read_bytes())
     config = replace(
         agent_config(tmp_path, swtpm.tcti),
-        manifest_dir=tmp_path / "manifests",
+        manifest_dir=str(tmp_path / "manifests"),
         measurement_dir=tmp_path / "run/measurements",
         application_event_log=tmp_path / "run/measure-log.json",
         measurement_root=host_root,
@@ -94,7 +94,7 @@ def test_deploy_stores_the_manifest_for_the_next_boot(agent: Agent) -> None:
     status, body = _post_xml(agent, "/v2/deploy/manifest", MANIFEST)
     assert status == 200, body
     assert body == {"label": "app", "uuid": UUID, "digest_alg": "SHA384"}
-    stored = agent.config.manifest_dir / f"manifest_{UUID}.xml"
+    stored = agent.config.manifest_path / f"manifest_{UUID}.xml"
     assert stored.read_text() == MANIFEST
     assert stat.S_IMODE(stored.stat().st_mode) == 0o640
     # The same Uuid again replaces it (a new version of the manifest for the next boot).
@@ -124,11 +124,11 @@ def test_deploy_refuses_bad_manifests(agent: Agent, body: str, code: str) -> Non
     status, answer = _post_xml(agent, "/v2/deploy/manifest", body)
     assert status == 400, answer
     assert isinstance(answer, dict) and answer["code"] == code, answer
-    assert not list(agent.config.manifest_dir.glob("*.xml")) if agent.config.manifest_dir.exists() else True
+    assert not list(agent.config.manifest_path.glob("*.xml"))
 
 
 def test_deploy_refuses_to_clobber_a_default_manifest(agent: Agent) -> None:
-    ((path, outcome),) = install_default_manifests(agent.config.manifest_dir)
+    ((path, outcome),) = install_default_manifests(agent.config.manifest_path)
     assert outcome == "installed"
     default = parse_manifest(path.read_bytes())
     before = path.read_bytes()
@@ -169,7 +169,7 @@ def test_application_measurement_names_a_missing_file(agent: Agent) -> None:
 
 
 def test_quote_carries_the_boot_measurements_and_they_replay(agent: Agent, swtpm: RunningSwtpm) -> None:
-    manifests = agent.config.manifest_dir
+    manifests = agent.config.manifest_path
     manifests.mkdir()
     (manifests / f"manifest_{UUID}.xml").write_text(MANIFEST)
     # The swtpm serves one connection at a time: the agent lets go of it (and reopens it on the next

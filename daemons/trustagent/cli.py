@@ -297,10 +297,10 @@ def _default_manifests(config: TrustAgentConfig) -> None:
     from secl.trustagent.appintegrity import install_default_manifests
 
     try:
-        outcomes = install_default_manifests(config.manifest_dir)
+        outcomes = install_default_manifests(config.manifest_path)
     except OSError as exc:
         raise click.ClickException(
-            f"cannot install the default manifests in {config.manifest_dir}: {exc}"
+            f"cannot install the default manifests in {config.manifest_path}: {exc}"
         ) from None
     for path, outcome in outcomes:
         click.echo(f"default manifest {path}: {outcome}")

@@ -52,8 +52,9 @@ class TrustAgentConfig:
     measurement_dir: Path = Path("/run/secl/measurements")
     application_event_log: Path = Path("/run/secl/measure-log.json")
     # The SecL Manifest XMLs the initrd measures at every boot (the dracut module reads this directory in
-    # the real root): the defaults `setup` installs and those POST /v2/deploy/manifest stores.
-    manifest_dir: Path = Path("/var/lib/secl/trustagent/manifests")
+    # the real root): the defaults `setup` installs and those POST /v2/deploy/manifest stores. Empty:
+    # <state_dir>/manifests (/var/lib/secl/trustagent/manifests), so a test's state stays in its folder.
+    manifest_dir: str = ""
     # The file system POST /v2/host/application-measurement measures in (the host's own root).
     measurement_root: Path = Path("/")
     log_level: str = "INFO"
@@ -61,6 +62,11 @@ class TrustAgentConfig:
     @property
     def state(self) -> StateFiles:
         return StateFiles(self.state_dir)
+
+    @property
+    def manifest_path(self) -> Path:
+        """Where the manifests measured at boot live: ``manifest_dir``, else ``<state_dir>/manifests``."""
+        return Path(self.manifest_dir) if self.manifest_dir else self.state_dir / "manifests"
 
     def listen_address(self) -> tuple[str, int]:
         """``listen`` as (host, port); raise :class:`ConfigError` if it is not host:port."""

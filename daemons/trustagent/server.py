@@ -342,7 +342,7 @@ class AgentApp:
 
     def _deploy_manifest(self, request: Request) -> dict[str, Any]:
         """Store a SecL Manifest XML (the body) for the initrd to measure from the next boot on."""
-        manifest = appintegrity.deploy_manifest(self.config.manifest_dir, request.get_data())
+        manifest = appintegrity.deploy_manifest(self.config.manifest_path, request.get_data())
         log.info("manifest %s (%s) deployed for the next boot", manifest.uuid, manifest.label)
         return {"label": manifest.label, "uuid": manifest.uuid, "digest_alg": manifest.digest_alg.value}
 

@@ -41,7 +41,7 @@ from secl.central.hvs.agentclient import AgentClient, QuoteResponse
 from secl.central.keyfiles import KeyFiles
 from secl.central.setup import load_issuer
 from secl.central.store.hvs_flavor_models import Host, StoredFlavor
-from secl.central.store.hvs_report_models import Report
+from secl.central.store.hvs_report_models import HostManifestRecord, Report
 
 from secl.core.attestation import verify_attestation_result
 from secl.core.hashalg import HashAlg
@@ -164,6 +164,13 @@ def test_import_attest_change_tamper(
     database.dispose()
     tampered = _report(live_central, headers, host["id"])
     assert tampered["trusted"] is False
+    # The changed boot's manifest is stored once, shared by both reports judged on it.
+    with database.sessions() as session:
+        shared = {session.get(Report, r).host_manifest_digest for r in (changed["id"], tampered["id"])}
+        first = session.get(Report, report["id"]).host_manifest_digest
+        assert len(shared) == 1 and first not in shared
+        assert session.get(HostManifestRecord, first).document["pcr_manifest"]["sha2pcrs"]
+    database.dispose()
     names = {f["fault_name"].rsplit(".", 1)[-1] for f in _faults(tampered)}
     assert "FlavorSignatureNotTrusted" in names, names
     assert not any(

@@ -57,3 +57,35 @@ def test_0007_fills_hardware_uuid_from_the_flavor_description(tmp_path: Path) ->
     with engine.connect() as connection:
         filled = dict(connection.execute(text("SELECT id, hardware_uuid FROM flavors")).all())
     assert filled == {"f-unique": "0e6b4e1c-aaaa-4bbb-8ccc-0123456789ab", "f-platform": None, "f-empty": None}
+
+
+def test_0010_moves_report_manifests_into_one_row_per_distinct_document(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'central.sqlite3'}")
+    upgrade(engine, "0009")
+    golden = {
+        "host_info": {"host_name": "h1"},
+        "pcr_manifest": {"sha2pcrs": [{"index": "pcr_0", "value": "00"}]},
+    }
+    changed = {**golden, "host_info": {"host_name": "h1", "bios_version": "2"}}
+    now = "2026-11-28 00:00:00"
+    with engine.begin() as connection:
+        connection.execute(
+            text("INSERT INTO hosts (id, name, connection_string, description, status, status_detail, created_at,"
+                 " updated_at) VALUES ('h1', 'h1', 'intel:https://h1:1443', '', 'connected', '', :now, :now)"),
+            {"now": now},
+        )  # fmt: skip
+        for report_id, manifest in (("r1", golden), ("r2", golden), ("r3", changed)):
+            connection.execute(
+                text("INSERT INTO reports (id, host_id, trusted, created_at, expires_at, trust_report, flavors_trust,"
+                     " host_manifest, evidence_digest, jwt, created_by, tags) VALUES (:id, 'h1', 1, :now, :now, '{}',"
+                     " '{}', :manifest, :digest, 'jwt', 'test', '{}')"),
+                {"id": report_id, "now": now, "manifest": json.dumps(manifest), "digest": "0" * 64},
+            )  # fmt: skip
+    upgrade(engine)
+    with engine.connect() as connection:
+        documents = dict(connection.execute(text("SELECT digest, document FROM host_manifests")).all())
+        pointers = dict(connection.execute(text("SELECT id, host_manifest_digest FROM reports")).all())
+    assert len(documents) == 2 and pointers["r1"] == pointers["r2"] != pointers["r3"]
+    assert (
+        json.loads(documents[pointers["r1"]]) == golden and json.loads(documents[pointers["r3"]]) == changed
+    )

@@ -42,7 +42,7 @@ from secl.central.keyfiles import KeyFiles
 from secl.central.store.db import Database
 from secl.central.store.hvs_flavor_models import Host
 from secl.central.store.hvs_job_models import ReportJob
-from secl.central.store.hvs_report_models import Report
+from secl.central.store.hvs_report_models import HostManifestRecord, Report
 from sqlalchemy import select, text
 
 from secl.core.attestation import verify_attestation_result
@@ -277,10 +277,11 @@ def test_enqueue_one_active_job_per_host_and_refresh(apps: tuple[Flask, Flask]) 
         assert [j.id for j in jobs.enqueue(session, [soon], actor="test")] == [first[0].id]
         (job,) = jobs.claim(session, "w", limit=1)
         assert jobs.complete(session, job)
+        session.add(HostManifestRecord(digest="0" * 64, document={}))
         for host_id, expires in ((soon, now + timedelta(minutes=10)), (later, now + timedelta(hours=20))):
             session.add(Report(host_id=host_id, trusted=True, created_at=now, expires_at=expires, trust_report={},
-                               flavors_trust={}, host_manifest={}, evidence_digest="0" * 64, jwt="x",
-                               created_by="test"))  # fmt: skip
+                               flavors_trust={}, host_manifest_digest="0" * 64, evidence_digest="0" * 64,
+                               jwt="x", created_by="test"))  # fmt: skip
         session.commit()
     worker = Worker(app, name="w", process=lambda job: {}, refresh_cooldown=timedelta(0))
     assert [j.host_id for j in worker.refresh_pass()] == [soon]

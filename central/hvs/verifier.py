@@ -27,6 +27,7 @@ report and its JWT carry the tags of the certificate of a trusted ASSET_TAG flav
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -36,6 +37,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from flask import Flask
@@ -47,10 +49,12 @@ from secl.central.hvs.flavorstore import FlavorSignatureInvalid
 from secl.central.hvs.privacyca import privacy_ca
 from secl.central.setup import load_issuer
 from secl.central.store.hvs_flavor_models import FlavorGroup, Host, StoredFlavor, host_flavorgroups
-from secl.central.store.hvs_report_models import Report
+from secl.central.store.hvs_report_models import HostManifestRecord, Report
 from secl.central.store.hvs_tag_models import TagCertificateRecord
 from secl.central.store.models import utcnow
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from secl.core.appeventlog import parse_event_log as parse_app_event_log
@@ -65,7 +69,7 @@ from secl.core.attestation import (
 from secl.core.errors import EvidenceError
 from secl.core.eventlog import parse_event_log, pcr_banks_from_json
 from secl.core.flavor import SignedFlavor
-from secl.core.hostmanifest import PcrEventLog
+from secl.core.hostmanifest import HostManifest, PcrEventLog
 from secl.core.manifestbuild import (
     ManifestEvidence,
     assemble_host_manifest,
@@ -491,11 +495,33 @@ def add_signed_report(
     row = Report(
         id=report_id, host_id=host.id, trusted=verdict.trusted, created_at=created, expires_at=expires,
         trust_report=verdict.trust_report, flavors_trust=verdict.flavors_trust,
-        host_manifest=host_manifest_to_json(manifest), evidence_digest=evidence.digest,
+        host_manifest_digest=store_host_manifest(session, manifest), evidence_digest=evidence.digest,
         jwt=sign_attestation_result(result, signer.key, signer.kid), created_by=actor, tags=dict(verdict.tags),
     )  # fmt: skip
     session.add(row)
     return row
+
+
+def manifest_digest(manifest: HostManifest) -> str:
+    """SHA-256 of the manifest's SecL JSON with sorted keys: its key in ``host_manifests``."""
+    found = manifest.derived.get("secl-json-sha256")
+    if found is None:
+        document = orjson.dumps(
+            host_manifest_to_json(manifest), option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+        )
+        found = manifest.derived["secl-json-sha256"] = hashlib.sha256(document).hexdigest()
+    return found
+
+
+def store_host_manifest(session: Session, manifest: HostManifest) -> str:
+    """Store the manifest's SecL JSON once (a row per distinct document); return its digest."""
+    digest = manifest_digest(manifest)
+    values = {"digest": digest, "document": host_manifest_to_json(manifest), "created_at": utcnow()}
+    insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else postgresql_insert
+    session.execute(
+        insert(HostManifestRecord).values(**values).on_conflict_do_nothing(index_elements=["digest"])
+    )
+    return digest
 
 
 def attest_host(session: Session, app: Flask, host: Host, *, actor: str) -> Report:

@@ -201,6 +201,8 @@ def run(ctx: click.Context, debug: bool) -> None:
               help="Queue hosts whose newest report expires within this many seconds.")  # fmt: skip
 @click.option("--no-refresh", is_flag=True, help="Only process the queue; do not queue expiring reports.")
 @click.option("--name", default=None, help="This worker's name in the job rows (default host:pid:random).")
+@click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1, 64),
+              help="Jobs of a batch attested at once (each mostly waits on its host's agent).")  # fmt: skip
 @click.pass_context
 def worker(  # noqa: PLR0917  (one parameter per click option)
     ctx: click.Context,
@@ -210,6 +212,7 @@ def worker(  # noqa: PLR0917  (one parameter per click option)
     refresh_margin: int,
     no_refresh: bool,
     name: str | None,
+    concurrency: int,
 ) -> None:
     """Attest hosts from the report job queue and refresh reports before they expire.
 
@@ -233,7 +236,7 @@ def worker(  # noqa: PLR0917  (one parameter per click option)
         raise click.ClickException(str(exc)) from None
     runner = Worker(
         app, name=name, batch_size=batch_size, poll_interval=poll_interval, refresh=not no_refresh,
-        refresh_margin=timedelta(seconds=refresh_margin),
+        refresh_margin=timedelta(seconds=refresh_margin), concurrency=concurrency,
     )  # fmt: skip
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: runner.stop())

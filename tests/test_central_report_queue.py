@@ -213,6 +213,31 @@ def test_worker_renews_the_rest_of_its_batch_before_each_job(apps: tuple[Flask, 
     assert len(leases) == 2 and leases[1] > leases[0]  # the second job's lease was extended before it ran
 
 
+def test_worker_runs_a_batch_concurrently_and_stop_releases_what_never_started(
+    apps: tuple[Flask, Flask],
+) -> None:
+    app, _ = apps
+    host_ids = _add_hosts(app, 5)
+    with _database(app).sessions() as session:
+        jobs.enqueue(session, host_ids, actor="test")
+    # Three jobs can pass this barrier only if three run at the same time (no timing assumptions).
+    together = threading.Barrier(3, timeout=60)
+    worker: Worker
+
+    def process(job: ClaimedJob) -> dict[str, object]:
+        together.wait()
+        worker.stop()  # SIGTERM during the first wave: the jobs not started go back to the queue
+        return {"lane": threading.current_thread().name}
+
+    worker = Worker(app, name="w", process=process, batch_size=5, concurrency=3, refresh=False)
+    outcomes = worker.run_once()
+    assert [o.status for o in outcomes] == ["done"] * 3
+    assert len({o.result["lane"] for o in outcomes}) == 3  # three threads
+    rows = _jobs(app)
+    assert sorted(r.status for r in rows) == ["done"] * 3 + ["queued"] * 2
+    assert all(r.attempts == 0 for r in rows if r.status == "queued")
+
+
 def test_retry_with_backoff_then_final_failure(apps: tuple[Flask, Flask]) -> None:
     app, _ = apps
     (host_id,) = _add_hosts(app, 1)

@@ -203,6 +203,7 @@ class Worker:
         refresh_margin: timedelta = REFRESH_MARGIN,
         refresh_cooldown: timedelta = REFRESH_COOLDOWN,
         refresh_every: float = REFRESH_EVERY,
+        concurrency: int = 1,
     ) -> None:
         self.app = app
         self.database: Database = app.extensions["secl.db"]
@@ -211,6 +212,8 @@ class Worker:
         self.batch_size, self.lease, self.poll_interval = batch_size, lease, poll_interval
         self.refresh, self.refresh_margin, self.refresh_cooldown = refresh, refresh_margin, refresh_cooldown
         self.refresh_every = refresh_every
+        # Jobs of one batch run at once: each waits mostly on its agent (TLS, the TPM's quote).
+        self.concurrency = concurrency
         self.stopping = threading.Event()
         self._last_refresh: float | None = None
 
@@ -240,18 +243,47 @@ class Worker:
             self.refresh_pass()
         with self.database.sessions() as session:
             claimed = jobs.claim(session, self.name, limit=self.batch_size, lease=self.lease)
-        outcomes: list[Outcome] = []
-        for index, job in enumerate(claimed):
-            if self.stopping.is_set():
+        return self._process_batch(claimed)
+
+    def _process_batch(self, claimed: list[ClaimedJob]) -> list[Outcome]:
+        """Run the claimed jobs on ``concurrency`` threads (an agent's answer takes most of a job's time,
+        waiting on the network); give back the ones not started when :meth:`stop` is called."""
+        pending = list(enumerate(claimed))
+        lanes = max(1, min(self.concurrency, len(claimed)))
+        lock = threading.Lock()
+        done: list[tuple[int, Outcome]] = []
+
+        def next_job() -> tuple[int, ClaimedJob] | None:
+            with lock:
+                if not pending or self.stopping.is_set():
+                    return None
+                index, job = pending.pop(0)
+                waiting = [job, *(j for _, j in pending)]
+            if index >= lanes:  # the first wave's leases are fresh; later jobs would age past theirs
                 with self.database.sessions() as session:
-                    for unstarted in claimed[index:]:
-                        jobs.release(session, unstarted)
-                break
-            if index:  # the batch's first lease is fresh; later jobs would otherwise age past it
-                with self.database.sessions() as session:
-                    jobs.renew(session, claimed[index:], self.lease)
-            outcomes.append(self._run(job))
-        return outcomes
+                    jobs.renew(session, waiting, self.lease)
+            return index, job
+
+        def lane() -> None:
+            while (item := next_job()) is not None:
+                index, job = item
+                outcome = self._run(job)
+                with lock:
+                    done.append((index, outcome))
+
+        if lanes == 1:
+            lane()
+        else:
+            threads = [threading.Thread(target=lane, name=f"{self.name}-lane{n}") for n in range(lanes)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        if pending:  # stopped: these never started
+            with self.database.sessions() as session:
+                for _, unstarted in pending:
+                    jobs.release(session, unstarted)
+        return [outcome for _, outcome in sorted(done, key=lambda d: d[0])]
 
     def run(self) -> None:
         """Loop until :meth:`stop`."""

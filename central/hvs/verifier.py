@@ -48,11 +48,17 @@ from secl.central.hvs.agentclient import AgentClient, AgentError, QuoteResponse
 from secl.central.hvs.flavorstore import FlavorSignatureInvalid
 from secl.central.hvs.privacyca import privacy_ca
 from secl.central.setup import load_issuer
-from secl.central.store.hvs_flavor_models import FlavorGroup, Host, StoredFlavor, host_flavorgroups
+from secl.central.store.hvs_flavor_models import (
+    FlavorGroup,
+    Host,
+    StoredFlavor,
+    flavorgroup_flavors,
+    host_flavorgroups,
+)
 from secl.central.store.hvs_report_models import HostManifestRecord, Report
 from secl.central.store.hvs_tag_models import TagCertificateRecord
 from secl.central.store.models import utcnow
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -94,6 +100,7 @@ REPORT_VALIDITY = timedelta(hours=24)
 
 _REPORT_SIGNER = "secl.hvs.report_signer"
 _MANIFESTS = "secl.hvs.manifest-memo"
+_HOST_UNIQUE_GROUP = "secl.hvs.host-unique-group-id"
 
 
 class EvidenceInvalid(Conflict):
@@ -325,15 +332,39 @@ def _for_evaluation(app: Flask, row: StoredFlavor) -> SignedFlavor:
         return flavorstore.signed_flavor(row)
 
 
-def _host_unique_rows(session: Session, host: Host) -> list[StoredFlavor]:
-    """SecL's rule: a host's HOST_UNIQUE (and ASSET_TAG) flavors are those of the host_unique group that
-    carry its hardware UUID."""
-    if host.hardware_uuid is None:
-        return []
-    group = session.scalar(select(FlavorGroup).where(FlavorGroup.name == groupstore.HOST_UNIQUE))
-    if group is None:
-        return []
-    return flavorstore.flavor_rows(session, flavorgroup_id=group.id, hardware_uuid=host.hardware_uuid)
+def _host_unique_group_id(session: Session, app: Flask) -> str | None:
+    """The id of SecL's host_unique group (a default group: it cannot be deleted, so its id is kept)."""
+    found = app.extensions.get(_HOST_UNIQUE_GROUP)
+    if found is None:
+        found = session.scalar(select(FlavorGroup.id).where(FlavorGroup.name == groupstore.HOST_UNIQUE))
+        if found is not None:
+            app.extensions[_HOST_UNIQUE_GROUP] = found
+    return found
+
+
+def _group_rows(session: Session, app: Flask, host: Host, group: FlavorGroup) -> list[StoredFlavor]:
+    """The group's flavors, oldest first, then (when the group has a HOST_UNIQUE or ASSET_TAG policy) the
+    host's own: SecL's rule, the flavors of the host_unique group that carry its hardware UUID. One query."""
+    wants_own = host.hardware_uuid is not None and any(
+        p.flavor_part in ("HOST_UNIQUE", "ASSET_TAG") for p in groupstore.match_policies(group)
+    )
+    unique_id = _host_unique_group_id(session, app) if wants_own else None
+    if unique_id is None or host.hardware_uuid is None:
+        return flavorstore.flavor_rows(session, flavorgroup_id=group.id)
+    link = flavorgroup_flavors.c
+    pairs = session.execute(
+        select(StoredFlavor, link.flavorgroup_id).join(flavorgroup_flavors, link.flavor_id == StoredFlavor.id)
+        .where(or_(link.flavorgroup_id == group.id,
+                   and_(link.flavorgroup_id == unique_id, StoredFlavor.hardware_uuid == host.hardware_uuid.lower())))
+        .order_by(StoredFlavor.created_at, StoredFlavor.id)
+    ).all()  # fmt: skip
+    rows = [row for row, group_id in pairs if group_id == group.id]
+    known = {row.id for row in rows}
+    for row, group_id in pairs:
+        if group_id == unique_id and row.id not in known:
+            rows.append(row)
+            known.add(row.id)
+    return rows
 
 
 def _group_report(
@@ -341,10 +372,7 @@ def _group_report(
 ) -> tuple[TrustReport, dict[str, str]]:
     """The group's trust report, and the tags its trusted ASSET_TAG flavor vouches for ({} if none)."""
     policies = groupstore.match_policies(group)
-    rows = flavorstore.flavor_rows(session, flavorgroup_id=group.id)
-    if any(p.flavor_part in ("HOST_UNIQUE", "ASSET_TAG") for p in policies):
-        known = {r.id for r in rows}
-        rows += [r for r in _host_unique_rows(session, host) if r.id not in known]
+    rows = _group_rows(session, app, host, group)
     match = {p.flavor_part: p.match_policy.match_type for p in policies}
     flavors = [_for_evaluation(app, row) for row in rows]
     latest: dict[str, SignedFlavor] = {}

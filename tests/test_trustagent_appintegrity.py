@@ -25,7 +25,7 @@ from secl.trustagent.server import AgentTPM, create_app
 from werkzeug.test import Client
 
 from secl.core.appeventlog import parse_event_log, replay
-from secl.core.appmanifest import parse_manifest
+from secl.core.appmanifest import MAX_MANIFEST_BYTES, parse_manifest
 from secl.core.eventlog import pcr_banks_from_json
 from secl.core.hashalg import HashAlg
 from secl.core.measurementlog import parse_measurement_xml
@@ -139,9 +139,17 @@ def test_deploy_refuses_to_clobber_a_default_manifest(agent: Agent) -> None:
     assert path.read_bytes() == before
 
 
-def test_deploy_refuses_a_huge_body(agent: Agent) -> None:
-    huge = MANIFEST.replace("</Manifest>", "<!--" + "x" * 100_000 + "--></Manifest>")
+def test_a_manifest_of_many_files_deploys_and_a_huge_body_is_refused(agent: Agent) -> None:
+    # 3,000 files (~150 KB): more than the 64 KiB JSON routes take, well within the manifest parser's cap.
+    files = "".join(f'<File Path="/opt/app/lib/module-{n:05d}.so"/>' for n in range(3000))
+    many = MANIFEST.replace("</Manifest>", files + "</Manifest>")
+    assert len(many) > 64 * 1024
+    status, answer = _post_xml(agent, "/v2/deploy/manifest", many)
+    assert status == 200, answer
+    huge = MANIFEST.replace("</Manifest>", "<!--" + "x" * MAX_MANIFEST_BYTES + "--></Manifest>")
     status, answer = _post_xml(agent, "/v2/deploy/manifest", huge)
+    assert status == 413, answer
+    status, answer = _post_xml(agent, "/v2/host/application-measurement", huge)
     assert status == 413, answer
 
 

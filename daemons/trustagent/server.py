@@ -38,6 +38,7 @@ from werkzeug.test import Client
 from werkzeug.wrappers import Request, Response
 
 from secl import __version__
+from secl.core.appmanifest import MAX_MANIFEST_BYTES
 from secl.core.assettag import ASSET_TAG_NV_SIZE, asset_tag_digest_from_nv
 from secl.core.errors import EvidenceError
 from secl.core.eventlog import pcr_banks_to_json
@@ -222,13 +223,15 @@ def _error(status: int, code: str, message: str) -> Response:
 
 
 class AgentApp:
-    """The agent's WSGI application: four routes on werkzeug alone.
+    """The agent's WSGI application: seven routes on werkzeug alone.
 
-    A compute host installs no web framework: the API is four JSON routes, which werkzeug's routing and
-    request objects serve directly; every failure goes through :meth:`_error_response`.
+    A compute host installs no web framework: the API is a handful of JSON and XML routes, which werkzeug's
+    routing and request objects serve directly; every failure goes through :meth:`_error_response`.
     """
 
     max_body = 64 * 1024
+    # A manifest of many files is larger than any JSON request; the manifest parser has its own cap.
+    _manifest_routes = frozenset({"/v2/deploy/manifest", "/v2/host/application-measurement"})
 
     def __init__(self, config: TrustAgentConfig, tpm: AgentTPM) -> None:
         self.config, self.tpm = config, tpm
@@ -249,7 +252,8 @@ class AgentApp:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         request = Request(environ)
-        request.max_content_length = self.max_body
+        manifest = request.path in self._manifest_routes
+        request.max_content_length = MAX_MANIFEST_BYTES if manifest else self.max_body
         try:
             endpoint, _ = self.routes.bind_to_environ(environ).match()
             result = getattr(self, f"_{endpoint}")(request)

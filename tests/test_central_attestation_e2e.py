@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -322,3 +323,19 @@ def test_agent_tls_name_mismatch_and_unknown_hosts(
     unregistered = api(live_central, headers, "POST", "/hvs/v2/flavors/from-host",
                        json={"connection_string": "intel:https://nowhere.example:1443"})  # fmt: skip
     assert unregistered.status_code == 404 and unregistered.json()["code"] == "host-not-found"
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_one_attestation_makes_one_mtls_connection_to_the_agent(
+    live_central: LiveCentral, central_state: CentralState, golden: ProvisionedAgent
+) -> None:
+    with AgentClient(golden.connection_string, KeyFiles(central_state.config.keys_dir)) as client:
+        client.host_info()
+        client.aik()
+        answer = client.quote(os.urandom(32), list(range(24)), ["SHA256"])
+        assert answer.event_log
+        pools = client._session.adapters["https://"].poolmanager.pools
+        (key,) = pools.keys()
+        pool = pools[key]
+        # urllib3 counts the connections it opened: the agent kept the first one alive for all three calls.
+        assert pool.num_connections == 1 and pool.num_requests == 3

@@ -139,7 +139,8 @@ def flavor_from_app_manifest(body: FlavorFromAppManifest) -> SignedFlavorOut:
         )  # fmt: skip
     host = _host(session, body.host_id, body.connection_string)
     try:
-        answer = verifier.agent_client(app, host.connection_string).application_measurement(body.manifest)
+        with verifier.agent_client(app, host.connection_string) as client:
+            answer = client.application_measurement(body.manifest)
     except AgentError as exc:
         raise Conflict(
             f"host {host.name} could not measure the manifest: {exc.message}", code=exc.agent_code or exc.code
@@ -224,7 +225,8 @@ def deploy_software_manifest(body: DeploySoftwareManifest) -> ManifestDeployed:
     host = get_host(session, body.host_id)
     xml = manifest_for_flavor(flavor)
     try:
-        AgentClient(host.connection_string, app.extensions["secl.keys"]).deploy_manifest(xml)
+        with AgentClient(host.connection_string, app.extensions["secl.keys"]) as client:
+            client.deploy_manifest(xml)
     except AgentError as exc:
         raise Conflict(
             f"host {host.name} refused the manifest: {exc.message}", code=exc.agent_code or exc.code

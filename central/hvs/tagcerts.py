@@ -265,13 +265,13 @@ def deploy_tag_certificate(body: DeployTagCertificate) -> DeployOut:
     except TagVerificationError as exc:
         raise Conflict(f"tag certificate {record.id}: {exc.message}", code=exc.code) from None
     host = _target_host(session, cert.hardware_uuid, body.host_id)
-    client = verifier.agent_client(app, host.connection_string)
     try:
-        host_info = client.host_info()
-        reported = _agent_hardware_uuid(host_info)
-        if reported != cert.hardware_uuid:  # the registry may be stale; the machine answering decides
-            raise _wrong_host(cert.hardware_uuid, host.name, reported)
-        client.write_tag(cert.sha384, cert.hardware_uuid)
+        with verifier.agent_client(app, host.connection_string) as client:
+            host_info = client.host_info()
+            reported = _agent_hardware_uuid(host_info)
+            if reported != cert.hardware_uuid:  # the registry may be stale; the machine answering decides
+                raise _wrong_host(cert.hardware_uuid, host.name, reported)
+            client.write_tag(cert.sha384, cert.hardware_uuid)
     except AgentError as exc:
         raise verifier.AgentFailed(f"host {host.name}: {exc.message}", code=exc.code) from None
     flavor = build_asset_tag_flavor(cert, host_info=host_info)

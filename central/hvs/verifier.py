@@ -176,6 +176,7 @@ def collect_evidence(
     ``client`` defaults to an :class:`AgentClient` for ``host.connection_string``. Raises
     :class:`AgentFailed` or :class:`EvidenceInvalid` (both 409) after committing the host's new status.
     """
+    own_client = client is None
     if client is None:
         assert host is not None
         client = agent_client(app, host.connection_string)
@@ -187,6 +188,9 @@ def collect_evidence(
     except AgentError as exc:
         _set_status(session, host, exc.host_status, f"{exc.code}: {exc.message}")
         raise AgentFailed(exc.message, code=exc.code) from None
+    finally:
+        if own_client:
+            client.close()
 
     try:
         evidence = verify_evidence(nonce, host_info, aik, answer, manifests=manifest_memo(app))

@@ -232,6 +232,17 @@ def test_tags_deploy_bind_and_invalidate(
     orphan = _report(live_central, headers, host_id)
     assert orphan["trusted"] is False and _faults(orphan) == ["RequiredFlavorTypeMissing"], _faults(orphan)
     assert orphan["flavors_trust"]["ASSET_TAG"]["trust"] is False
+
+    # Cleared from the central: NV back to zeros, the host untagged and trusted again.
+    cleared = secl("tags", "clear", "golden", "-o", "json")
+    assert cleared.exit_code == 0, cleared.output + cleared.stderr
+    answer = json.loads(cleared.stdout)
+    assert answer["trusted"] is True and answer["attestation_error"] is None, answer
+    assert _manifest_tag(inproc_app, answer["report_id"]) is None  # the agent now quotes without a tag
+    untagged = api(live_central, headers, "GET", f"/hvs/v2/reports/{answer['report_id']}").json()
+    assert untagged["tags"] == {} and "ASSET_TAG" not in untagged["flavors_trust"]
+    bad = api(live_central, headers, "POST", "/hvs/v2/rpc/clear-tag", json={"host_id": "not-a-uuid"})
+    assert bad.status_code == 400
     assert "Traceback" not in live_central.output()
 
 

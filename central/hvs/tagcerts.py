@@ -45,6 +45,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from secl.core.assettag import (
+    ASSET_TAG_NV_SIZE,
     AssetTagError,
     TagVerificationError,
     build_asset_tag_flavor,
@@ -123,6 +124,20 @@ class DeployOut(BaseModel):
     trusted: bool | None
     tags: dict[str, str]  # what that report verified
     attestation_error: dict[str, Any] | None  # {code, message} when attesting failed
+
+
+class ClearTag(Strict):
+    host_id: UUIDStr
+
+
+class ClearTagOut(BaseModel):
+    host_id: str
+    host_name: str
+    hardware_uuid: str | None
+    removed_flavor_ids: list[str]  # the host's ASSET_TAG flavors, deleted
+    report_id: str | None  # the report made right after clearing; null when attesting failed
+    trusted: bool | None
+    attestation_error: dict[str, Any] | None
 
 
 def _out(record: TagCertificateRecord) -> TagCertificateOut:
@@ -297,3 +312,45 @@ def deploy_tag_certificate(body: DeployTagCertificate) -> DeployOut:
         certificate_id=record.id, host_id=host.id, host_name=host.name, hardware_uuid=cert.hardware_uuid,
         flavor_id=stored.id, replaced_flavor_ids=replaced_ids, **result,
     )  # fmt: skip
+
+
+@endpoint(bp, "/rpc/clear-tag", "POST", permission="HVS:tag-certificates:deploy", body=ClearTag,
+          response=ClearTagOut,
+          summary="Remove a host's asset tag: its trust agent writes zeros into TPM NV 0x01C10110 (no tag), "
+                  "the host's ASSET_TAG flavors are deleted, and the host is attested")  # fmt: skip
+def clear_tag(body: ClearTag) -> ClearTagOut:
+    session, app, actor = db(), current_app, current_principal().username
+    host = get_host(session, body.host_id)
+    try:
+        with verifier.agent_client(app, host.connection_string) as client:
+            reported = _agent_hardware_uuid(client.host_info())
+            if reported is None or (host.hardware_uuid is not None and reported != host.hardware_uuid):
+                raise Conflict(
+                    f"host {host.name} is registered as {host.hardware_uuid or '(unknown)'} but its agent "
+                    f"reports hardware UUID {reported or '(none)'}: the tag is left alone",
+                    code="hardware-uuid-mismatch",
+                )  # fmt: skip
+            client.write_tag(bytes(ASSET_TAG_NV_SIZE), reported)
+    except AgentError as exc:
+        raise verifier.AgentFailed(f"host {host.name}: {exc.message}", code=exc.code) from None
+    hardware_uuid = host.hardware_uuid or reported
+    removed = tagstore.asset_tag_flavors(session, hardware_uuid) if hardware_uuid else []
+    removed_ids = [row.id for row in removed]
+    for row in removed:
+        session.delete(row)
+    audit.record(session, "tag.cleared", actor=actor, outcome="success", target=host.name, host_id=host.id,
+                 hardware_uuid=hardware_uuid, removed_flavors=removed_ids)  # fmt: skip
+    session.commit()
+    result: dict[str, Any] = {"report_id": None, "trusted": None, "attestation_error": None}
+    try:
+        report = verifier.attest_host(session, app, host, actor=actor)
+        result |= {"report_id": report.id, "trusted": report.trusted}
+    except APIError as exc:
+        result["attestation_error"] = {"code": exc.code, "message": exc.message}
+    return ClearTagOut(
+        host_id=host.id,
+        host_name=host.name,
+        hardware_uuid=hardware_uuid,
+        removed_flavor_ids=removed_ids,
+        **result,
+    )

@@ -108,6 +108,26 @@ def tags_deploy(certificate_id: str, host: str | None, output: str) -> None:
         click.echo(f"report {deployed['report_id']}: {verdict}; tags: {_tags_text(deployed['tags'])}")
 
 
+@tags_group.command("clear")
+@click.argument("host")
+@output_option
+def tags_clear(host: str, output: str) -> None:
+    """Remove HOST's asset tag (name or id): its TPM's tag NV index is zeroed, its ASSET_TAG flavors are
+    deleted, and it is attested (an untagged host needs no ASSET_TAG flavor)."""
+    with _client() as central:
+        cleared = central.post("/hvs/v2/rpc/clear-tag", {"host_id": _find_host(central, host)["id"]})
+    if output == "json":
+        print_json(cleared)
+        return
+    removed = ", ".join(cleared["removed_flavor_ids"]) or "none"
+    click.echo(f"asset tag of host {cleared['host_name']} cleared (ASSET_TAG flavors removed: {removed})")
+    error = cleared.get("attestation_error")
+    if error:
+        click.echo(f"warning: the host could not be attested: {error['message']} [{error['code']}]", err=True)
+    else:
+        click.echo(f"report {cleared['report_id']}: {'TRUSTED' if cleared['trusted'] else 'UNTRUSTED'}")
+
+
 @tags_group.command("list")
 @click.option("--host", help="Only certificates for this host (name or id).")
 @click.option("--hardware-uuid", help="Only certificates for this hardware UUID.")

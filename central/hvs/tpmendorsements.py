@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 from secl.central import audit
 from secl.central.endpoints import current_principal, endpoint
 from secl.central.errors import Conflict, NotFound, ValidationFailed
-from secl.central.hvs.privacyca import registered_ek
+from secl.central.hvs.privacyca import der_to_pem, registered_ek
 from secl.central.hvs.schemas import Strict
 from secl.central.hvs.store_schemas import UUIDStr
 from secl.central.hvs.views import bp
@@ -108,12 +108,6 @@ def _load(text: str) -> LoadedCertificate:
     return cert
 
 
-def _pem(der: bytes) -> str:
-    body = base64.encodebytes(der).decode().replace("\n", "")
-    lines = [body[i : i + 64] for i in range(0, len(body), 64)]
-    return "-----BEGIN CERTIFICATE-----\n" + "\n".join(lines) + "\n-----END CERTIFICATE-----\n"
-
-
 def _out(row: TpmEndorsement) -> TpmEndorsementOut:
     return TpmEndorsementOut(
         id=row.id, hardware_uuid=row.hardware_uuid, issuer=row.issuer, subject=row.subject,
@@ -143,7 +137,7 @@ def create_tpm_endorsement(body: TpmEndorsementCreate) -> TpmEndorsementOut:
         )
     row = TpmEndorsement(
         certificate_sha256=cert.fingerprint_sha256, hardware_uuid=body.hardware_uuid, issuer=str(cert.issuer)[:1024],
-        subject=str(cert.subject)[:1024], pem=_pem(cert.der), revoked=body.revoked, comment=body.comment,
+        subject=str(cert.subject)[:1024], pem=der_to_pem(cert.der), revoked=body.revoked, comment=body.comment,
         created_by=actor,
     )  # fmt: skip
     session.add(row)

@@ -147,7 +147,8 @@ def test_bad_connection_strings_are_refused(
     client: FlaskClient, headers: dict[str, str], connection_string: str
 ):
     body = {"host_name": "node", "connection_string": connection_string}
-    _error(client.post(f"{HVS}/hosts", json=body, headers=headers), 400, "validation-failed")
+    refused = _error(client.post(f"{HVS}/hosts", json=body, headers=headers), 400, "validation-failed")
+    assert refused["message"]
 
 
 def test_a_host_needs_existing_flavor_groups(client: FlaskClient, headers: dict[str, str]):

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from secl.central.errors import Conflict, NotFound, ValidationFailed
 from secl.central.hvs.store_schemas import FlavorMatchPolicy
-from secl.central.store.hvs_flavor_models import FlavorGroup, flavorgroup_flavors
+from secl.central.store.hvs_flavor_models import FlavorGroup, flavorgroup_flavors, host_flavorgroups
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
@@ -37,6 +37,16 @@ def groups_by_name(session: Session, names: Sequence[str]) -> list[FlavorGroup]:
             code="flavorgroup-unknown", details={"missing": missing},
         )  # fmt: skip
     return [found[name] for name in wanted]
+
+
+def host_groups(session: Session, host_id: str) -> list[FlavorGroup]:
+    """The flavor groups a host is verified against, by name."""
+    return list(
+        session.scalars(
+            select(FlavorGroup).join(host_flavorgroups, host_flavorgroups.c.flavorgroup_id == FlavorGroup.id)
+            .where(host_flavorgroups.c.host_id == host_id).order_by(FlavorGroup.name)
+        )
+    )  # fmt: skip
 
 
 def match_policies(group: FlavorGroup) -> list[FlavorMatchPolicy]:

@@ -21,7 +21,7 @@ from secl.central import audit
 from secl.central.cms.enrollment import host_of
 from secl.central.endpoints import current_principal, endpoint
 from secl.central.errors import Conflict, Forbidden, NotFound
-from secl.central.hvs.groupstore import get_group, groups_by_name
+from secl.central.hvs.groupstore import get_group, groups_by_name, host_groups
 from secl.central.hvs.store_schemas import (
     HostCollection,
     HostCreate,
@@ -33,7 +33,7 @@ from secl.central.hvs.store_schemas import (
 )
 from secl.central.hvs.views import bp
 from secl.central.store.db import db
-from secl.central.store.hvs_flavor_models import FlavorGroup, Host, host_flavorgroups
+from secl.central.store.hvs_flavor_models import Host, host_flavorgroups
 from secl.central.store.hvs_report_models import Report
 from secl.central.store.models import utcnow
 from sqlalchemy import delete, func, insert, select
@@ -48,16 +48,6 @@ def get_host(session: Session, host_id: str) -> Host:
     if host is None:
         raise NotFound(f"no host {host_id}", code="host-not-found")
     return host
-
-
-def host_groups(session: Session, host_id: str) -> list[FlavorGroup]:
-    """The flavor groups a host is verified against, by name."""
-    return list(
-        session.scalars(
-            select(FlavorGroup).join(host_flavorgroups, host_flavorgroups.c.flavorgroup_id == FlavorGroup.id)
-            .where(host_flavorgroups.c.host_id == host_id).order_by(FlavorGroup.name)
-        )
-    )  # fmt: skip
 
 
 @dataclass(frozen=True)

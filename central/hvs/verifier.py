@@ -53,7 +53,6 @@ from secl.central.store.hvs_flavor_models import (
     Host,
     StoredFlavor,
     flavorgroup_flavors,
-    host_flavorgroups,
 )
 from secl.central.store.hvs_report_models import HostManifestRecord, Report
 from secl.central.store.hvs_tag_models import TagCertificateRecord
@@ -336,7 +335,7 @@ def _for_evaluation(app: Flask, row: StoredFlavor) -> SignedFlavor:
         return flavorstore.signed_flavor(row)
 
 
-def _host_unique_group_id(session: Session, app: Flask) -> str | None:
+def host_unique_group_id(session: Session, app: Flask) -> str | None:
     """The id of SecL's host_unique group (a default group: it cannot be deleted, so its id is kept)."""
     found = app.extensions.get(_HOST_UNIQUE_GROUP)
     if found is None:
@@ -352,7 +351,7 @@ def _group_rows(session: Session, app: Flask, host: Host, group: FlavorGroup) ->
     wants_own = host.hardware_uuid is not None and any(
         p.flavor_part in ("HOST_UNIQUE", "ASSET_TAG") for p in groupstore.match_policies(group)
     )
-    unique_id = _host_unique_group_id(session, app) if wants_own else None
+    unique_id = host_unique_group_id(session, app) if wants_own else None
     if unique_id is None or host.hardware_uuid is None:
         return flavorstore.flavor_rows(session, flavorgroup_id=group.id)
     link = flavorgroup_flavors.c
@@ -427,12 +426,7 @@ class Verdict:
 
 def judge(session: Session, app: Flask, host: Host, evidence: Evidence, at: datetime) -> Verdict:
     """The trust report of the host against every flavor group it is in (trusted only if all are)."""
-    groups = list(
-        session.scalars(
-            select(FlavorGroup).join(host_flavorgroups, host_flavorgroups.c.flavorgroup_id == FlavorGroup.id)
-            .where(host_flavorgroups.c.host_id == host.id).order_by(FlavorGroup.name)
-        )
-    )  # fmt: skip
+    groups = groupstore.host_groups(session, host.id)
     anchors = host_anchors(session, app, host, at)
     manifest = evidence.built.manifest
     judged = [(g, *_group_report(session, app, host, g, manifest=manifest, anchors=anchors)) for g in groups]

@@ -40,7 +40,7 @@ from secl.central.hvs import flavorstore, groupstore, jobs, verifier
 from secl.central.hvs.jobs import ClaimedJob
 from secl.central.hvs.privacyca import privacy_ca
 from secl.central.store.db import Database
-from secl.central.store.hvs_flavor_models import FlavorGroup, Host, StoredFlavor, host_flavorgroups
+from secl.central.store.hvs_flavor_models import Host, StoredFlavor
 from secl.central.store.hvs_job_models import ReportJob
 from secl.central.store.hvs_report_models import Report
 from sqlalchemy import select
@@ -78,21 +78,15 @@ def _fingerprint(cert: Any) -> str:
 def basis_digest(session: Session, app: Flask, host: Host, evidence: verifier.Evidence, at: datetime) -> str:
     """SHA-256 over what the host's trust report depends on besides the evidence digest. Over-inclusive on
     purpose: a change here only costs a full evaluation."""
-    groups = list(
-        session.scalars(
-            select(FlavorGroup).join(host_flavorgroups, host_flavorgroups.c.flavorgroup_id == FlavorGroup.id)
-            .where(host_flavorgroups.c.host_id == host.id).order_by(FlavorGroup.name)
-        )
-    )  # fmt: skip
+    groups = groupstore.host_groups(session, host.id)
     flavors: list[StoredFlavor] = []
     for group in groups:
         flavors += flavorstore.flavor_rows(session, flavorgroup_id=group.id)
-    unique = session.scalar(select(FlavorGroup).where(FlavorGroup.name == groupstore.HOST_UNIQUE))
-    if unique is not None and host.hardware_uuid is not None:
-        flavors += [
-            row for row in flavorstore.flavor_rows(session, flavorgroup_id=unique.id)
-            if str(row.description.get("hardware_uuid", "")).lower() == host.hardware_uuid
-        ]  # fmt: skip
+    unique_id = verifier.host_unique_group_id(session, app)
+    if unique_id is not None and host.hardware_uuid is not None:
+        flavors += flavorstore.flavor_rows(
+            session, flavorgroup_id=unique_id, hardware_uuid=host.hardware_uuid
+        )
     signer = flavorstore.flavor_signer(app)
     aik = evidence.built.manifest.aik_certificate
     basis = {

@@ -278,6 +278,10 @@ class Flavor:
     software: Software | None = None
     extra: Mapping[str, Any] = field(default_factory=lambda: EMPTY, compare=False)
     source: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+    # Data derived from this flavor alone, computed once per flavor object: the trust rules built from it
+    # (secl.core.trustreport), which a verifier that memoizes flavors applies report after report. Entries
+    # are immutable and computing one twice gives the same value, so threads may share it. Not the value.
+    derived: dict[Any, Any] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     _KNOWN = ("meta", "bios", "hardware", "pcrs", "external", "software")
 
@@ -351,6 +355,8 @@ class SignedFlavor:
     flavor: Flavor
     signature: str
     extra: Mapping[str, Any] = field(default_factory=lambda: EMPTY, compare=False)
+    # As Flavor.derived: data computed once per signed-flavor object (the memo key of its signature check).
+    derived: dict[Any, Any] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         return {"flavor": self.flavor.to_json(), "signature": self.signature, **thaw(self.extra)}

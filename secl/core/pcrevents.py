@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
@@ -82,8 +83,13 @@ def normalize_bank(bank: object, *, where: str) -> str:
     return name
 
 
+# The SecL bank names (what normalize_bank returns) and their algorithms; read-only.
+_BANK_ALGS: Mapping[str, HashAlg] = MappingProxyType({name: HashAlg.from_name(name) for name in _BANKS})
+
+
 def hash_alg_for_bank(bank: str) -> HashAlg:
-    return HashAlg.from_name(bank)
+    found = _BANK_ALGS.get(bank)  # replays look the bank up per PCR, report after report
+    return found if found is not None else HashAlg.from_name(bank)
 
 
 @dataclass(frozen=True, order=True)
@@ -154,14 +160,23 @@ class TpmEvent:
             out.update(thaw(self.extra))
         return out
 
-    @property
+    # The derived values below are computed once per event object (the event is immutable): the events of
+    # a flavor and of a memoized host manifest are compared and replayed report after report. Computing one
+    # twice from two threads gives the same value, so threads may share the events.
+
+    @cached_property
     def key(self) -> tuple[str, str]:
         """SecL's event identity: (type id, measurement), compared case-insensitively as hex."""
         return (_norm_type_id(self.type_id), self.measurement.lower())
 
-    @property
+    @cached_property
     def is_no_action(self) -> bool:
         return self.type_name == _EV_NO_ACTION or _norm_type_id(self.type_id) == "0x3"
+
+    @cached_property
+    def digest(self) -> bytes:
+        """The measurement as bytes (what a replay extends)."""
+        return bytes.fromhex(self.measurement)
 
     def describe(self) -> str:
         """A one-line description for faults: type name (id), tags, digest."""
@@ -195,18 +210,18 @@ def _name_for_type_id(type_id: str) -> str:
 def replay_events(bank: str, index: int, events: Sequence[TpmEvent]) -> bytes:
     """Return the PCR value ``events`` extend register ``index`` of ``bank`` to (SecL's replay rules)."""
     alg = hash_alg_for_bank(bank)
-    value = bytearray(alg.digest_size)
+    size, extend = alg.digest_size, alg.hasher
+    value = bytearray(size)
     if index == 0 and events and events[0].is_no_action and STARTUP_LOCALITY_TAG in events[0].tags:
         value[-1] = 3
     current = bytes(value)
     for position, event in enumerate(events):
         if event.is_no_action:
             continue
-        digest = bytes.fromhex(event.measurement)
-        if len(digest) != alg.digest_size:
+        digest = event.digest
+        if len(digest) != size:
             raise SeclJSONError(
-                f"PCR {index} ({bank}) event {position}: {len(digest)}-byte measurement in a "
-                f"{alg.digest_size}-byte bank"
+                f"PCR {index} ({bank}) event {position}: {len(digest)}-byte measurement in a {size}-byte bank"
             )
-        current = alg.hash(current + digest)
+        current = extend(current + digest)
     return current

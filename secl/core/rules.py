@@ -163,27 +163,41 @@ class RuleResult:
     markers: tuple[str, ...]
     faults: tuple[Fault, ...] = ()
     flavor_id: str | None = None
-    expected: Mapping[str, Any] = field(default_factory=lambda: EMPTY)  # The rule's JSON body.
+    # The rule's JSON body, JSON-ready (dicts, lists, scalars). Rules build it once from their flavor and
+    # share it with every result, so it is read-only: neither it nor anything in it may be modified.
+    expected: Mapping[str, Any] = field(default_factory=lambda: EMPTY)
 
     @property
     def trusted(self) -> bool:
         return not self.faults
 
+    def for_flavor(self, flavor_id: str) -> RuleResult:
+        """This result attributed to ``flavor_id`` (as a report lists it).
+
+        A copy of the fields as they are, without ``__init__``: a report copies each of its results once,
+        and a frozen dataclass's ``__init__`` sets its fields one by one through ``object.__setattr__``.
+        """
+        out = object.__new__(RuleResult)
+        out.__dict__.update(self.__dict__, flavor_id=flavor_id)
+        return out
+
     def to_json(
         self, rule_prefix: str = JAVA_RULE_PREFIX, fault_prefix: str = JAVA_FAULT_PREFIX
     ) -> dict[str, Any]:
-        """SecL's rule-result JSON: ``{"rule": {rule_name, markers, ...}, "flavor_id", "faults", "trusted"}``."""
-        rule = {
-            "rule_name": rule_prefix + self.rule_name,
-            "markers": list(self.markers),
-            **thaw(self.expected),
-        }
+        """SecL's rule-result JSON: ``{"rule": {rule_name, markers, ...}, "flavor_id", "faults", "trusted"}``.
+
+        The containers down to ``rule``, ``markers``, ``faults`` and each fault are new on every call, so a
+        caller may change them; the values of the rule's body (``expected``: e.g. a PCR's expected events)
+        are the rule's own, shared by every report of that flavor, and must not be modified.
+        """
+        # The body's values are not copied: a flavor's expected events are most of a report's size.
+        rule = {"rule_name": rule_prefix + self.rule_name, "markers": [*self.markers], **self.expected}
         out: dict[str, Any] = {"rule": rule}
         if self.flavor_id is not None:
             out["flavor_id"] = self.flavor_id
         if self.faults:
             out["faults"] = [f.to_json(fault_prefix) for f in self.faults]
-        out["trusted"] = self.trusted
+        out["trusted"] = not self.faults
         return out
 
 

@@ -28,6 +28,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from cryptography import x509
@@ -115,12 +116,21 @@ class AssetTagMatches:
     marker: str
     name: str = RuleName.ASSET_TAG_MATCHES
 
-    def apply(self, manifest: HostManifest) -> RuleResult:
-        expected = hashlib.sha384(self.tag_certificate).digest() if self.tag_certificate else None
-        body: dict[str, Any] = {
+    @cached_property
+    def _expected(self) -> bytes | None:
+        return hashlib.sha384(self.tag_certificate).digest() if self.tag_certificate else None
+
+    @cached_property
+    def body(self) -> dict[str, Any]:
+        """The rule's JSON (read-only: every result shares it); the flavor's certificate alone decides it."""
+        expected = self._expected
+        return {
             "expected_tag": base64.b64encode(expected).decode() if expected else None,
             "tags": self._tags(),
         }
+
+    def apply(self, manifest: HostManifest) -> RuleResult:
+        expected = self._expected
         actual = manifest.asset_tag_digest
         fault = None
         if not actual:
@@ -136,7 +146,7 @@ class AssetTagMatches:
                 expected_value=expected.hex(),
                 actual_value=actual.hex(),
             )
-        return RuleResult(self.name, (self.marker,), () if fault is None else (fault,), expected=body)
+        return RuleResult(self.name, (self.marker,), () if fault is None else (fault,), expected=self.body)
 
     def _tags(self) -> dict[str, str]:
         if not self.tag_certificate:

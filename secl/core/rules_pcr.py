@@ -7,15 +7,21 @@ SecL's flavors repeat entries (the UnknownVendor PLATFORM flavor lists PCR 0's E
 the host logged it once, and SecL calls that trusted), and the exact sequence is already pinned by the
 PCR value, which PcrMatchesConstant compares and PcrEventLogIntegrity ties to the log by replay. A flavor
 part that uses an event-log rule always gets PcrEventLogIntegrity next to it for that reason.
+
+A rule depends on its flavor only, so what it derives from the flavor (its JSON body, the set of expected
+event identities) is computed once per rule object and kept on it; secl.core.trustreport keeps the rule
+objects of a flavor for as long as the flavor. Only the comparison with the manifest runs per report.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
 
 from secl.core.flavor import FlavorPcr
 from secl.core.hostmanifest import HostManifest
-from secl.core.pcrevents import PcrRef, SeclJSONError, TpmEvent, replay_events
+from secl.core.pcrevents import PcrRef, SeclJSONError, TpmEvent, replay_events, thaw
 from secl.core.rules import Fault, FaultName, RuleName, RuleResult
 
 __all__ = [
@@ -37,6 +43,15 @@ def subtract_events(events: tuple[TpmEvent, ...], remove: tuple[TpmEvent, ...]) 
             seen.add(event.key)
             out.append(event)
     return tuple(out)
+
+
+def _events_body(pcr: PcrRef, events: tuple[TpmEvent, ...]) -> dict[str, Any]:
+    body = {"expected_values": {"pcr": pcr.to_json(), "tpm_events": [e.to_json() for e in events]}}
+    return thaw(body)  # JSON-ready all the way down (an event's extra members are frozen)
+
+
+def _keys(events: tuple[TpmEvent, ...]) -> frozenset[tuple[str, str]]:
+    return frozenset(e.key for e in events)
 
 
 def _pcr_manifest_missing() -> Fault:
@@ -83,30 +98,41 @@ class PcrMatchesConstant:
     marker: str
     name: str = RuleName.PCR_MATCHES_CONSTANT
 
+    @cached_property
+    def body(self) -> dict[str, Any]:
+        """The rule's JSON (read-only: every result shares it)."""
+        return {
+            "pcr": self.expected.pcr.to_json(),
+            "measurement": self.expected.measurement,
+            "pcr_matches": True,
+        }
+
+    @cached_property
+    def _value(self) -> str:
+        return self.expected.measurement.lower()
+
     def apply(self, manifest: HostManifest) -> RuleResult:
+        fault = self._fault(manifest)
+        return RuleResult(self.name, (self.marker,), () if fault is None else (fault,), None, self.body)
+
+    def _fault(self, manifest: HostManifest) -> Fault | None:
         pcr = self.expected.pcr
-        body = {"pcr": pcr.to_json(), "measurement": self.expected.measurement, "pcr_matches": True}
-        faults: list[Fault] = []
         if not manifest.has_pcr_manifest:
-            faults.append(_pcr_manifest_missing())
-        else:
-            actual = manifest.pcr_value(pcr.bank, pcr.index)
-            expected = self.expected.measurement.lower()
-            if not actual or not expected:
-                faults.append(_value_missing(pcr))
-            elif actual != expected:
-                faults.append(
-                    Fault(
-                        FaultName.PCR_VALUE_MISMATCH + pcr.bank,
-                        f"Host PCR {pcr.index} of {pcr.bank} with value '{actual}' does not match expected "
-                        f"value '{expected}'",
-                        pcr_index=pcr.index,
-                        pcr_bank=pcr.bank,
-                        expected_value=expected,
-                        actual_value=actual,
-                    )
-                )
-        return RuleResult(self.name, (self.marker,), tuple(faults), expected=body)
+            return _pcr_manifest_missing()
+        actual = manifest.pcr_values.get(pcr)
+        expected = self._value
+        if not actual or not expected:
+            return _value_missing(pcr)
+        if actual == expected:
+            return None
+        return Fault(
+            FaultName.PCR_VALUE_MISMATCH + pcr.bank,
+            f"Host PCR {pcr.index} of {pcr.bank} with value '{actual}' does not match expected value '{expected}'",
+            pcr_index=pcr.index,
+            pcr_bank=pcr.bank,
+            expected_value=expected,
+            actual_value=actual,
+        )
 
 
 @dataclass(frozen=True)
@@ -128,34 +154,47 @@ class PcrEventLogEquals:
             return RuleName.PCR_EVENT_LOG_EQUALS_EXCLUDING
         return RuleName.PCR_EVENT_LOG_EQUALS
 
+    @cached_property
+    def body(self) -> dict[str, Any]:
+        """The rule's JSON (read-only: every result shares it)."""
+        return _events_body(self.pcr, self.events)
+
+    @cached_property
+    def _expected_keys(self) -> frozenset[tuple[str, str]]:
+        return _keys(self.events)
+
     def apply(self, manifest: HostManifest) -> RuleResult:
-        body = {
-            "expected_values": {"pcr": self.pcr.to_json(), "tpm_events": [e.to_json() for e in self.events]}
-        }
         faults: list[Fault] = []
-        actual = manifest.event_log(self.pcr.bank, self.pcr.index)
+        log = manifest.event_logs.get(self.pcr)
         if not manifest.has_pcr_manifest:
             faults.append(_pcr_manifest_missing())
-        elif actual is None:
+        elif log is None:
             faults.append(_event_log_missing(self.pcr))
         else:
             excluded = set(self.exclude_tags or ())
-            kept = tuple(e for e in actual if not excluded.intersection(e.tags))
-            unexpected = subtract_events(kept, self.events)
-            if unexpected:
-                faults.append(
-                    _entries_fault(
-                        FaultName.PCR_EVENT_LOG_CONTAINS_UNEXPECTED_ENTRIES, self.pcr, unexpected, "contains"
-                    )
+            kept = (
+                tuple(e for e in log.events if not excluded.intersection(e.tags)) if excluded else log.events
+            )
+            # Equal identity sets mean nothing is unexpected and nothing missing; else list which.
+            if _keys(kept) != self._expected_keys:
+                faults += self._differences(kept)
+        return RuleResult(self.name, (self.marker,), tuple(faults), expected=self.body)
+
+    def _differences(self, kept: tuple[TpmEvent, ...]) -> list[Fault]:
+        faults = []
+        unexpected = subtract_events(kept, self.events)
+        if unexpected:
+            faults.append(
+                _entries_fault(
+                    FaultName.PCR_EVENT_LOG_CONTAINS_UNEXPECTED_ENTRIES, self.pcr, unexpected, "contains"
                 )
-            missing = subtract_events(self.events, kept)
-            if missing:
-                faults.append(
-                    _entries_fault(
-                        FaultName.PCR_EVENT_LOG_MISSING_EXPECTED_ENTRIES, self.pcr, missing, "missing"
-                    )
-                )
-        return RuleResult(self.name, (self.marker,), tuple(faults), expected=body)
+            )
+        missing = subtract_events(self.events, kept)
+        if missing:
+            faults.append(
+                _entries_fault(FaultName.PCR_EVENT_LOG_MISSING_EXPECTED_ENTRIES, self.pcr, missing, "missing")
+            )
+        return faults
 
 
 @dataclass(frozen=True)
@@ -167,25 +206,28 @@ class PcrEventLogIncludes:
     marker: str
     name: str = RuleName.PCR_EVENT_LOG_INCLUDES
 
+    @cached_property
+    def body(self) -> dict[str, Any]:
+        """The rule's JSON (read-only: every result shares it)."""
+        return _events_body(self.pcr, self.events)
+
+    @cached_property
+    def _expected_keys(self) -> frozenset[tuple[str, str]]:
+        return _keys(self.events)
+
     def apply(self, manifest: HostManifest) -> RuleResult:
-        body = {
-            "expected_values": {"pcr": self.pcr.to_json(), "tpm_events": [e.to_json() for e in self.events]}
-        }
         faults: list[Fault] = []
-        actual = manifest.event_log(self.pcr.bank, self.pcr.index)
+        log = manifest.event_logs.get(self.pcr)
         if not manifest.has_pcr_manifest:
             faults.append(_pcr_manifest_missing())
-        elif actual is None:
+        elif log is None:
             faults.append(_event_log_missing(self.pcr))
-        else:
-            missing = subtract_events(self.events, actual)
-            if missing:
-                faults.append(
-                    _entries_fault(
-                        FaultName.PCR_EVENT_LOG_MISSING_EXPECTED_ENTRIES, self.pcr, missing, "missing"
-                    )
-                )
-        return RuleResult(self.name, (self.marker,), tuple(faults), expected=body)
+        elif not self._expected_keys <= _keys(log.events):  # else list the missing ones
+            missing = subtract_events(self.events, log.events)
+            faults.append(
+                _entries_fault(FaultName.PCR_EVENT_LOG_MISSING_EXPECTED_ENTRIES, self.pcr, missing, "missing")
+            )
+        return RuleResult(self.name, (self.marker,), tuple(faults), expected=self.body)
 
 
 @dataclass(frozen=True)
@@ -196,21 +238,25 @@ class PcrEventLogIntegrity:
     marker: str
     name: str = RuleName.PCR_EVENT_LOG_INTEGRITY
 
+    @cached_property
+    def body(self) -> dict[str, Any]:
+        """The rule's JSON (read-only: every result shares it)."""
+        return thaw({"pcrs": self.expected.to_json()})
+
     def apply(self, manifest: HostManifest) -> RuleResult:
         pcr = self.expected.pcr
-        body = {"pcrs": self.expected.to_json()}
         faults: list[Fault] = []
-        actual_value = manifest.pcr_value(pcr.bank, pcr.index)
-        events = manifest.event_log(pcr.bank, pcr.index)
+        actual_value = manifest.pcr_values.get(pcr)
+        log = manifest.event_logs.get(pcr)
         if not manifest.has_pcr_manifest:
             faults.append(_pcr_manifest_missing())
         elif actual_value is None:
             faults.append(_value_missing(pcr))
-        elif events is None:
+        elif log is None:
             faults.append(_event_log_missing(pcr))
         else:
             try:
-                calculated = replay_events(pcr.bank, pcr.index, events).hex()
+                calculated = replay_events(pcr.bank, pcr.index, log.events).hex()
             except SeclJSONError as exc:  # A measurement of the wrong size for the bank.
                 calculated = f"(cannot replay: {exc})"
             if calculated != actual_value:
@@ -225,4 +271,4 @@ class PcrEventLogIntegrity:
                         actual_value=actual_value,
                     )
                 )
-        return RuleResult(self.name, (self.marker,), tuple(faults), expected=body)
+        return RuleResult(self.name, (self.marker,), tuple(faults), expected=self.body)

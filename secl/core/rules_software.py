@@ -14,11 +14,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from secl.core.flavor import Flavor
 from secl.core.hostmanifest import HostManifest
 from secl.core.measurementlog import MeasurementLog, MeasurementLogError, parse_measurement_xml
+from secl.core.pcrevents import thaw
 from secl.core.rules import Fault, FaultName, RuleName, RuleResult
 
 __all__ = [
@@ -100,9 +102,13 @@ class XmlMeasurementLogIntegrity:
     expected_cumulative_hash: str
     name: str = RuleName.XML_MEASUREMENT_LOG_INTEGRITY
 
+    @cached_property
+    def body(self) -> dict[str, Any]:
+        """The rule's JSON (read-only: every result shares it)."""
+        return {"flavor_id": self.flavor_id, "flavor_name": self.flavor_label}
+
     def apply(self, manifest: HostManifest) -> RuleResult:
-        body: dict[str, Any] = {"flavor_id": self.flavor_id, "flavor_name": self.flavor_label}
-        return RuleResult(self.name, (_MARKER,), tuple(self._faults(manifest)), expected=body)
+        return RuleResult(self.name, (_MARKER,), tuple(self._faults(manifest)), expected=self.body)
 
     def _faults(self, manifest: HostManifest) -> list[Fault]:
         if not manifest.measurement_xmls:
@@ -189,13 +195,18 @@ class XmlMeasurementLogEquals:
         )
         return cls(flavor.id, flavor.label, expected)
 
-    def apply(self, manifest: HostManifest) -> RuleResult:
-        body: dict[str, Any] = {
+    @cached_property
+    def body(self) -> dict[str, Any]:
+        """The rule's JSON (read-only: every result shares it)."""
+        measurements = [thaw(m) for m in self.expected]  # JSON-ready: a measurement's extra is frozen
+        return {
             "flavor_id": self.flavor_id,
             "flavor_name": self.flavor_label,
-            "expected_measurements": [dict(m) for m in self.expected],
+            "expected_measurements": measurements,
         }
-        return RuleResult(self.name, (_MARKER,), tuple(self._faults(manifest)), expected=body)
+
+    def apply(self, manifest: HostManifest) -> RuleResult:
+        return RuleResult(self.name, (_MARKER,), tuple(self._faults(manifest)), expected=self.body)
 
     def _faults(self, manifest: HostManifest) -> list[Fault]:
         if not manifest.measurement_xmls:

@@ -4,13 +4,20 @@ Certificate checks take the evaluation time explicitly (``at``): the core reads 
 re-evaluated for a past instant, and tests can use recorded evidence whose certificates have since expired.
 Chains are built by signature (``verify_directly_issued_by``) up to a trust anchor, with every certificate
 on the path checked for validity at ``at``.
+
+Signature checks go through the verifier's :class:`VerificationMemo` when there is one. Its keys hash the
+certificates' DER (and, for a flavor, the whole document), which costs more than the rest of a warm report's
+certificate checks; so a key is computed once and kept on the immutable, shared object the check is about
+(the signed flavor's or the host manifest's ``derived``), next to the certificates it was computed for. The
+checks themselves, validity at ``at`` included, run on every report.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -24,7 +31,7 @@ from secl.core.flavorsign import (
 )
 from secl.core.hostmanifest import HostManifest
 from secl.core.rules import Fault, FaultName, RuleName, RuleResult
-from secl.core.verifymemo import VerificationMemo, certificate_key
+from secl.core.verifymemo import VerificationMemo, certificate_key, flavor_signature_key
 
 __all__ = [
     "AikCertificateTrusted",
@@ -39,21 +46,55 @@ def _valid_at(cert: x509.Certificate, at: datetime) -> bool:
     return cert.not_valid_before_utc <= at <= cert.not_valid_after_utc
 
 
+# Where memo keys are kept: the ``derived`` map of an immutable object shared across reports.
+KeyCache = MutableMapping[Any, Any]
+
+
+def _cached_key(
+    keys: KeyCache | None, what: str, certs: tuple[x509.Certificate, ...], compute: Callable[[], bytes]
+) -> bytes:
+    """``compute()``, the memo key of check ``what`` on ``certs`` (and the object owning ``keys``), kept there.
+
+    Found by the certificates' signatures (hashing a certificate walks all of it) and used only for the same
+    certificates: the same objects, as the verifier's anchors are report after report, or equal ones. The
+    key is a pure function of them, so two threads storing it at once store the same thing.
+    """
+    if keys is None:
+        return compute()
+    slot = (what, *[c.signature for c in certs])
+    found = keys.get(slot)
+    if found is not None and found[0] == certs:  # a tuple compares items by identity first
+        key: bytes = found[1]
+        return key
+    key = compute()
+    keys[slot] = (certs, key)
+    return key
+
+
 def chains_to(
     cert: x509.Certificate,
     anchors: Sequence[x509.Certificate],
     at: datetime,
     intermediates: Sequence[x509.Certificate] = (),
     memo: VerificationMemo | None = None,
+    *,
+    keys: KeyCache | None = None,
 ) -> bool:
-    """True if ``cert`` is signed, through valid ``intermediates``, by one of ``anchors``, all valid at ``at``."""
+    """True if ``cert`` is signed, through valid ``intermediates``, by one of ``anchors``, all valid at ``at``.
+
+    ``keys``: where to keep the memo's keys, on an object that is shared across reports (see above).
+    """
     current = cert
     for _ in range(_MAX_DEPTH):
         for anchor in anchors:
-            if _issued_by(current, anchor, memo) and _valid_at(anchor, at):
+            if _issued_by(current, anchor, memo, keys) and _valid_at(anchor, at):
                 return True
         parent = next(
-            (c for c in intermediates if c != current and _issued_by(current, c, memo) and _valid_at(c, at)),
+            (
+                c
+                for c in intermediates
+                if c != current and _issued_by(current, c, memo, keys) and _valid_at(c, at)
+            ),
             None,
         )
         if parent is None:
@@ -63,13 +104,17 @@ def chains_to(
 
 
 def _issued_by(
-    cert: x509.Certificate, issuer: x509.Certificate, memo: VerificationMemo | None = None
+    cert: x509.Certificate,
+    issuer: x509.Certificate,
+    memo: VerificationMemo | None = None,
+    keys: KeyCache | None = None,
 ) -> bool:
     try:
         if memo is None:
             cert.verify_directly_issued_by(issuer)
         else:
-            memo.check(certificate_key(cert, issuer), lambda: cert.verify_directly_issued_by(issuer))
+            key = _cached_key(keys, "issued-by", (cert, issuer), lambda: certificate_key(cert, issuer))
+            memo.check(key, lambda: cert.verify_directly_issued_by(issuer))
     except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
         # Wrong signer, issuer-name mismatch, or a key type that cannot have signed it: not this issuer.
         return False
@@ -103,14 +148,12 @@ class AikCertificateTrusted:
                 FaultName.AIK_CERTIFICATE_MISSING, "Host report does not include an AIK certificate"
             )
         else:
-            try:
-                aik = x509.load_der_x509_certificate(manifest.aik_certificate)
-            except ValueError as exc:
-                aik = None
+            aik, error = _aik_certificate(manifest)
+            if aik is None:
                 fault = Fault(
-                    FaultName.AIK_CERTIFICATE_NOT_TRUSTED, f"AIK certificate cannot be parsed: {exc}"
+                    FaultName.AIK_CERTIFICATE_NOT_TRUSTED, f"AIK certificate cannot be parsed: {error}"
                 )
-            if aik is not None:
+            else:
                 fault = _validity_fault(
                     aik,
                     self.at,
@@ -118,12 +161,26 @@ class AikCertificateTrusted:
                     FaultName.AIK_CERTIFICATE_NOT_YET_VALID,
                     "AIK certificate",
                 )
-                if fault is None and not chains_to(aik, self.privacy_cas, self.at, memo=self.memo):
+                if fault is None and not chains_to(
+                    aik, self.privacy_cas, self.at, memo=self.memo, keys=manifest.derived
+                ):
                     fault = Fault(
                         FaultName.AIK_CERTIFICATE_NOT_TRUSTED,
                         f"AIK certificate (issuer '{aik.issuer.rfc4514_string()}') is not signed by any trusted CA",
                     )
         return RuleResult(self.name, (self.marker,), () if fault is None else (fault,))
+
+
+def _aik_certificate(manifest: HostManifest) -> tuple[x509.Certificate | None, str]:
+    """The manifest's AIK certificate, or why it cannot be parsed; parsed once per manifest object."""
+    found: tuple[x509.Certificate | None, str] | None = manifest.derived.get("aik-certificate")
+    if found is None:
+        try:
+            found = (x509.load_der_x509_certificate(manifest.aik_certificate or b""), "")
+        except ValueError as exc:
+            found = (None, str(exc))
+        manifest.derived["aik-certificate"] = found
+    return found
 
 
 @dataclass(frozen=True)
@@ -164,7 +221,7 @@ class FlavorTrusted:
                 )
             ]
         if not _valid_at(self.signing_cert, self.at) or not chains_to(
-            self.signing_cert, self.ca_certs, self.at, self.intermediates, self.memo
+            self.signing_cert, self.ca_certs, self.at, self.intermediates, self.memo, keys=self.signed.derived
         ):
             return [
                 Fault(
@@ -175,7 +232,7 @@ class FlavorTrusted:
             ]
         if self.signed.extra.get("signature_scheme") == SIGNATURE_SCHEME:
             try:
-                verify_flavor_signature(self.signed, self.signing_cert, memo=self.memo)
+                self._verify_signature(self.signing_cert)
             except FlavorSignatureError as exc:
                 return [
                     Fault(
@@ -188,3 +245,20 @@ class FlavorTrusted:
         if check.verified:
             return []
         return [Fault(failed, f"SecL signature of flavor {flavor_id} could not be verified: {check.detail}")]
+
+    def _verify_signature(self, signer: x509.Certificate) -> None:
+        """verify_flavor_signature through the memo, under the memo key verify_flavor_signature would use.
+
+        That key serializes the whole flavor, so it is kept on the signed flavor (per signer certificate).
+        """
+        signed = self.signed
+        if self.memo is None:
+            verify_flavor_signature(signed, signer)
+            return
+        key = _cached_key(
+            signed.derived,
+            "signature",
+            (signer,),
+            lambda: flavor_signature_key(signed.flavor.to_json(), signed.signature, signer),
+        )
+        self.memo.check(key, lambda: verify_flavor_signature(signed, signer))

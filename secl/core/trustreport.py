@@ -15,6 +15,12 @@ MICROSOFT, anything else → INTEL, i.e. Linux). Then, per flavor part:
 A part's verdict follows the flavor group's match policy: ANY_OF (one trusted flavor of the part suffices)
 or ALL_OF (every flavor of the part must be trusted, else an AllOfFlavors result with AllOfFlavorsMissing);
 required parts with no flavor get a RequiredFlavorTypeExists result with RequiredFlavorTypeMissing.
+
+A verifier evaluates the same (memoized, immutable) flavor objects report after report, so the rules that
+depend on the flavor alone (the PCR, event-log, software and AssetTagMatches rules, with their JSON bodies)
+are built once per flavor object and vendor and kept in ``Flavor.derived``; only the rules that depend on
+the trust anchors and the evaluation time (AikCertificateTrusted, TagCertificateTrusted, FlavorTrusted) are
+built per report. Every rule is applied to the manifest on every report: no verdict is kept.
 """
 
 from __future__ import annotations
@@ -124,35 +130,19 @@ def _tpm_version(flavor: Flavor, manifest: HostManifest) -> str:
     return str(((features.get("TPM") or {}).get("meta") or {}).get("tpm_version", ""))
 
 
-def _required_rules(vendor: str, flavor: Flavor, trust: TrustAnchors) -> list[Rule]:
+def _anchored_rules(vendor: str, flavor: Flavor, trust: TrustAnchors) -> list[Rule]:
+    """The vendor's required rules that check against the trust anchors at ``trust.at`` (built per report).
+
+    They come first among the required rules: AikCertificateTrusted, or TagCertificateTrusted before
+    AssetTagMatches (:func:`_flavor_rules`).
+    """
     part = flavor.flavor_part
-    if vendor == "INTEL":
-        if part in ("PLATFORM", "OS", "HOST_UNIQUE"):
-            return [AikCertificateTrusted(trust.privacy_cas, part, trust.at, memo=trust.memo)]
-        if part == "ASSET_TAG":
-            tag = tag_certificate_der(flavor)
-            return [
-                TagCertificateTrusted(
-                    tag,
-                    trust.tag_cas,
-                    part,
-                    trust.at,
-                    memo=trust.memo,
-                    revoked=trust.revoked_tag_certificates,
-                ),
-                AssetTagMatches(tag, part),
-            ]
-        digest_alg = str(flavor.meta.description.get("digest_algorithm", "SHA384"))
-        cumulative = flavor.software.cumulative_hash if flavor.software else None
-        return [
-            XmlMeasurementsDigestEquals(digest_alg, flavor.id),
-            XmlMeasurementLogIntegrity(flavor.id, flavor.label, cumulative or ""),
-            XmlMeasurementLogEquals.from_flavor(flavor),
-        ]
+    if vendor == "INTEL" and part in ("PLATFORM", "OS", "HOST_UNIQUE"):
+        return [AikCertificateTrusted(trust.privacy_cas, part, trust.at, memo=trust.memo)]
     if part == "ASSET_TAG":
         return [
             TagCertificateTrusted(
-                tag_certificate_der(flavor),
+                _tag_certificate(flavor),
                 trust.tag_cas,
                 part,
                 trust.at,
@@ -161,6 +151,57 @@ def _required_rules(vendor: str, flavor: Flavor, trust: TrustAnchors) -> list[Ru
             )
         ]
     return []
+
+
+def _flavor_rules(vendor: str, flavor: Flavor) -> tuple[Rule, ...]:
+    """The rules that depend on the flavor alone, in SecL's order: the vendor's other required rules, then
+    each PCR's. Built once per flavor object and vendor (a rule keeps its JSON body): the flavor is immutable,
+    and two threads building them at once store equal tuples."""
+    key = ("rules", vendor)
+    found: tuple[Rule, ...] | None = flavor.derived.get(key)
+    if found is None:
+        found = flavor.derived[key] = (*_own_required_rules(vendor, flavor), *_pcr_rules(flavor))
+    return found
+
+
+def _own_required_rules(vendor: str, flavor: Flavor) -> list[Rule]:
+    part = flavor.flavor_part
+    if vendor != "INTEL" or part in ("PLATFORM", "OS", "HOST_UNIQUE"):
+        return []
+    if part == "ASSET_TAG":
+        return [AssetTagMatches(_tag_certificate(flavor), part)]
+    digest_alg = str(flavor.meta.description.get("digest_algorithm", "SHA384"))
+    cumulative = flavor.software.cumulative_hash if flavor.software else None
+    return [
+        XmlMeasurementsDigestEquals(digest_alg, flavor.id),
+        XmlMeasurementLogIntegrity(flavor.id, flavor.label, cumulative or ""),
+        XmlMeasurementLogEquals.from_flavor(flavor),
+    ]
+
+
+def _pcr_rules(flavor: Flavor) -> list[Rule]:
+    part = flavor.flavor_part
+    rules: list[Rule] = []
+    for pcr in flavor.pcrs or ():
+        log_rules: list[Rule] = []
+        if pcr.pcr_matches:
+            rules.append(PcrMatchesConstant(pcr, part))
+        if pcr.eventlog_equals is not None:
+            equals = pcr.eventlog_equals
+            log_rules.append(PcrEventLogEquals(pcr.pcr, equals.events, part, equals.exclude_tags))
+        if pcr.eventlog_includes:
+            log_rules.append(PcrEventLogIncludes(pcr.pcr, pcr.eventlog_includes, part))
+        if log_rules:
+            rules += [log_rules[0], PcrEventLogIntegrity(pcr, part), *log_rules[1:]]
+    return rules
+
+
+def _tag_certificate(flavor: Flavor) -> bytes | None:
+    """The ASSET_TAG flavor's tag certificate DER, decoded once per flavor object."""
+    if "tag-certificate" not in flavor.derived:
+        flavor.derived["tag-certificate"] = tag_certificate_der(flavor)
+    found: bytes | None = flavor.derived["tag-certificate"]
+    return found
 
 
 def rules_for_flavor(
@@ -180,18 +221,8 @@ def rules_for_flavor(
     else:
         raise TrustPolicyError(f"flavor {plain.id}: vendor {vendor} is not supported")
     part = plain.flavor_part
-    rules = _required_rules(vendor, plain, trust)
-    for pcr in plain.pcrs or ():
-        log_rules: list[Rule] = []
-        if pcr.pcr_matches:
-            rules.append(PcrMatchesConstant(pcr, part))
-        if pcr.eventlog_equals is not None:
-            equals = pcr.eventlog_equals
-            log_rules.append(PcrEventLogEquals(pcr.pcr, equals.events, part, equals.exclude_tags))
-        if pcr.eventlog_includes:
-            log_rules.append(PcrEventLogIncludes(pcr.pcr, pcr.eventlog_includes, part))
-        if log_rules:
-            rules += [log_rules[0], PcrEventLogIntegrity(pcr, part), *log_rules[1:]]
+    rules = _anchored_rules(vendor, plain, trust)
+    rules += _flavor_rules(vendor, plain)
     if signed is not None and trust.check_flavor_signatures:
         rules.append(
             FlavorTrusted(
@@ -215,11 +246,13 @@ class FlavorVerdict:
     flavor_part: str
     policy_name: str
     results: tuple[RuleResult, ...]
+    # Computed once (the results are final): the part's verdict and both JSON views read it.
+    trusted: bool = field(init=False, compare=False)
 
-    @property
-    def trusted(self) -> bool:
+    def __post_init__(self) -> None:
         # An empty rule set proves nothing, so it is not trusted (SecL: "empty policy is not trusted").
-        return bool(self.results) and all(r.trusted for r in self.results)
+        trusted = bool(self.results) and not any(r.faults for r in self.results)
+        object.__setattr__(self, "trusted", trusted)
 
     @property
     def faults(self) -> tuple[Fault, ...]:
@@ -232,12 +265,9 @@ def evaluate_flavor(
     """Apply every rule of one flavor to the manifest."""
     plain = flavor.flavor if isinstance(flavor, SignedFlavor) else flavor
     policy, rules = rules_for_flavor(flavor, manifest, trust)
-    results = tuple(_with_flavor(rule.apply(manifest), plain.id) for rule in rules)
-    return FlavorVerdict(plain.id, plain.flavor_part, policy, results)
-
-
-def _with_flavor(result: RuleResult, flavor_id: str) -> RuleResult:
-    return RuleResult(result.rule_name, result.markers, result.faults, flavor_id, result.expected)
+    flavor_id = plain.id
+    results = tuple(rule.apply(manifest).for_flavor(flavor_id) for rule in rules)
+    return FlavorVerdict(flavor_id, plain.flavor_part, policy, results)
 
 
 @dataclass(frozen=True)
@@ -248,22 +278,24 @@ class PartVerdict:
     match_policy: str
     flavors: tuple[FlavorVerdict, ...]
     policy_results: tuple[RuleResult, ...] = ()
+    # Computed once (the verdicts are final): the report's verdict and both JSON views read them.
+    trusted: bool = field(init=False, compare=False)
+    # The rule results shown for the part: for ANY_OF, those of a trusted flavor when there is one.
+    results: tuple[RuleResult, ...] = field(init=False, compare=False, repr=False)
 
-    @property
-    def trusted(self) -> bool:
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "trusted", self._trusted())
+        shown = self.flavors
+        if self.match_policy == "ANY_OF" and any(f.trusted for f in self.flavors):
+            shown = tuple(f for f in self.flavors if f.trusted)[:1]
+        object.__setattr__(self, "results", tuple(r for f in shown for r in f.results) + self.policy_results)
+
+    def _trusted(self) -> bool:
         if any(not r.trusted for r in self.policy_results) or not self.flavors:
             return False
         if self.match_policy == "ALL_OF":
             return all(f.trusted for f in self.flavors)
         return any(f.trusted for f in self.flavors)
-
-    @property
-    def results(self) -> tuple[RuleResult, ...]:
-        """The rule results shown for the part: for ANY_OF, those of a trusted flavor when there is one."""
-        shown = self.flavors
-        if self.match_policy == "ANY_OF" and any(f.trusted for f in self.flavors):
-            shown = tuple(f for f in self.flavors if f.trusted)[:1]
-        return tuple(r for f in shown for r in f.results) + self.policy_results
 
 
 @dataclass(frozen=True)

@@ -245,19 +245,20 @@ def record_evidence(stack: Stack) -> Recorded:
 def recorded_report(stack: Stack, recorded: Recorded, *, cold: bool = False) -> bool:
     """One report from the recorded answers through the central's own code; returns the verdict."""
     from secl.central.hvs import flavorstore, verifier
-    from secl.central.hvs.agentclient import decode_quote_response
+    from secl.central.hvs.agentclient import decode_json_object, decode_quote_response
     from secl.central.store.hvs_flavor_models import Host
 
     app = stack.app
     if cold:
-        app.extensions.pop(verifier._MANIFESTS, None)
+        app.extensions.pop(verifier._EVIDENCE_MEMOS, None)
         app.extensions.pop(flavorstore._VERIFIED, None)
         app.extensions.pop("secl.verification-memo", None)
     with app.app_context(), app.extensions["secl.db"].sessions() as session:
-        host_info, aik = json.loads(recorded.host_body), json.loads(recorded.aik_body)
-        answer = decode_quote_response(json.loads(recorded.quote_body))
+        host_info = decode_json_object(recorded.host_body, "GET /v2/host")
+        aik = decode_json_object(recorded.aik_body, "GET /v2/aik")
+        answer = decode_quote_response(decode_json_object(recorded.quote_body, "POST /v2/tpm/quote"))
         evidence = verifier.verify_evidence(
-            recorded.nonce, host_info, aik, answer, manifests=verifier.manifest_memo(app)
+            recorded.nonce, host_info, aik, answer, memos=verifier.evidence_memos(app)
         )
         host = session.get(Host, stack.host_id)
         return verifier.report_on(session, app, host, evidence, actor="bench").trusted
@@ -308,17 +309,6 @@ def bench_recorded(
             lambda: recorded_report(stack, recorded, cold=True), 100, 20, "cold recorded-evidence reports"
         )
     return warm, cold, bare
-
-
-def _filesystem(path: Path) -> str:
-    try:
-        out = subprocess.run(["df", "--output=fstype", str(path)], capture_output=True, text=True, check=True)
-        return out.stdout.split()[-1]
-    except (OSError, subprocess.CalledProcessError):
-        return "filesystem unknown"
-
-
-# --- (b) live: central in process, agent on swtpm ---------------------------------------------------------
 
 
 def bench_live(stack: Stack, reports: int, want_profile: bool) -> float:

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
+import pybase64
 import requests
 from secl.central.keyfiles import KeyFiles
 
@@ -99,16 +101,24 @@ class QuoteResponse:
 def decode_quote_response(body: dict[str, Any]) -> QuoteResponse:
     """The agent's ``POST /v2/tpm/quote`` JSON object, its base64 fields decoded (nothing verified)."""
     try:
-        attest = base64.b64decode(body["attest"], validate=True)
-        signature = base64.b64decode(body["signature"], validate=True)
+        attest = _strict_base64(body["attest"])
+        signature = _strict_base64(body["signature"])
         log = body.get("event_log")
-        event_log = None if log is None else base64.b64decode(log, validate=True)
+        event_log = None if log is None else _strict_base64(log)
     except (KeyError, TypeError, ValueError) as exc:
         raise AgentBadResponse(f"POST /v2/tpm/quote: attest, signature or event_log missing or not "
                                f"base64 ({exc})") from None  # fmt: skip
     error = body.get("event_log_error")
     return QuoteResponse(attest, signature, body.get("pcrs"), event_log,
                          error if isinstance(error, str) else None, body, _asset_tag(body))  # fmt: skip
+
+
+def _strict_base64(text: object) -> bytes:
+    """Standard base64, nothing else in it (binascii.Error, a ValueError, otherwise). pybase64 decodes with
+    SIMD: the standard library takes about a quarter of a millisecond for a ~60 KB event log, per report."""
+    if not isinstance(text, str | bytes):
+        raise TypeError(f"expected base64 text, got {type(text).__name__}")
+    return pybase64.b64decode(text, validate=True)
 
 
 def _asset_tag(body: dict[str, Any]) -> bytes | None:
@@ -120,7 +130,7 @@ def _asset_tag(body: dict[str, Any]) -> bytes | None:
             raise AgentBadResponse("POST /v2/tpm/quote: is_tag_provisioned without an asset_tag")
         return None
     try:
-        tag = base64.b64decode(encoded, validate=True)
+        tag = _strict_base64(encoded)
     except (TypeError, ValueError):
         raise AgentBadResponse("POST /v2/tpm/quote: asset_tag is not base64") from None
     if len(tag) != ASSET_TAG_NV_SIZE or not any(tag) or provisioned is False:
@@ -238,13 +248,18 @@ class AgentClient:
 
     @staticmethod
     def _object(response: requests.Response, what: str) -> dict[str, Any]:
-        try:
-            body = response.json()
-        except ValueError:
-            raise AgentBadResponse(f"{what}: the answer is not JSON") from None
-        if not isinstance(body, dict):
-            raise AgentBadResponse(f"{what}: the answer is not a JSON object")
-        return body
+        return decode_json_object(response.content, what)
+
+
+def decode_json_object(content: bytes, what: str) -> dict[str, Any]:
+    """An agent's answer as a JSON object, or :class:`AgentBadResponse` saying what it was not."""
+    try:
+        body = orjson.loads(content)
+    except ValueError:
+        raise AgentBadResponse(f"{what}: the answer is not JSON") from None
+    if not isinstance(body, dict):
+        raise AgentBadResponse(f"{what}: the answer is not a JSON object")
+    return body
 
 
 def _tls_error(url: str, exc: Exception) -> AgentError:

@@ -12,15 +12,17 @@ refused with ``flavor-signature-invalid`` (409).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from flask import Flask
 from secl.central.errors import Conflict, ValidationFailed
 from secl.central.hvs import groupstore
@@ -41,7 +43,7 @@ from secl.core.flavorsign import (
     verify_flavor_signature,
 )
 from secl.core.pcrevents import thaw
-from secl.core.verifymemo import ResultMemo, VerificationMemo, flavor_signature_key
+from secl.core.verifymemo import ResultMemo, VerificationMemo
 
 log = logging.getLogger("secl.central.hvs")
 
@@ -63,6 +65,8 @@ class FlavorSigner:
     key: Any  # the EC private key of keys/flavor-signing.key
     certificate: x509.Certificate
     chain: tuple[x509.Certificate, ...]  # the signing certificate, then the root CA (FlavorTrusted's anchors)
+    # The certificate's DER, part of every verified-flavor memo key (computed once, not per report).
+    certificate_der: bytes = b""
 
 
 def flavor_signer(app: Flask) -> FlavorSigner:
@@ -72,14 +76,32 @@ def flavor_signer(app: Flask) -> FlavorSigner:
         keys = app.extensions["secl.keys"]
         issuer = load_issuer(keys.flavor_signing_cert, keys.flavor_signing_key)
         chain = tuple(x509.load_pem_x509_certificates(keys.flavor_signing_cert.read_bytes()))
-        found = app.extensions[_SIGNER] = FlavorSigner(issuer.key, issuer.certificate, chain)
+        der = issuer.certificate.public_bytes(serialization.Encoding.DER)
+        found = app.extensions[_SIGNER] = FlavorSigner(issuer.key, issuer.certificate, chain, der)
     return found
 
 
 # --- reading ----------------------------------------------------------------------------------------------
 
 
-def signed_flavor(row: StoredFlavor) -> SignedFlavor:
+class FlavorText(Protocol):
+    """A stored flavor's text and signature: a :class:`StoredFlavor` row, or the verifier's lighter record."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def flavor_part(self) -> str: ...
+    @property
+    def label(self) -> str: ...
+    @property
+    def document(self) -> str: ...
+    @property
+    def signature(self) -> str: ...
+    @property
+    def signature_scheme(self) -> str: ...
+
+
+def signed_flavor(row: FlavorText) -> SignedFlavor:
     """The stored flavor in its envelope, not verified (FlavorTrusted or :func:`verified` does that)."""
     try:
         flavor = parse_flavor(row.document)
@@ -88,7 +110,7 @@ def signed_flavor(row: StoredFlavor) -> SignedFlavor:
     return SignedFlavor(flavor, row.signature, MappingProxyType({"signature_scheme": row.signature_scheme}))
 
 
-def _invalid(row: StoredFlavor, reason: str) -> FlavorSignatureInvalid:
+def _invalid(row: FlavorText, reason: str) -> FlavorSignatureInvalid:
     log.error(
         "FLAVOR SIGNATURE INVALID: stored flavor %s (%s %r) fails verification and is refused: %s; the "
         "flavors table was modified outside the central, restore it from a backup or delete and re-import "
@@ -100,14 +122,14 @@ def _invalid(row: StoredFlavor, reason: str) -> FlavorSignatureInvalid:
     )  # fmt: skip
 
 
-def verified(app: Flask, row: StoredFlavor) -> SignedFlavor:
+def verified(app: Flask, row: FlavorText) -> SignedFlavor:
     """The stored flavor after verifying its signature (409 flavor-signature-invalid when it fails).
 
     A row whose exact document, signature and scheme already verified is taken from the app's memo,
     parsed and verified as it was then; any change to them is a new key, parsed and checked afresh.
     """
-    signer = flavor_signer(app).certificate
-    key = flavor_signature_key(row.document, f"{row.id}\0{row.signature_scheme}\0{row.signature}", signer)
+    signer = flavor_signer(app)
+    key = _stored_flavor_key(row, signer)
     memo = _verified_flavors(app)
     found = memo.get(key)
     if found is not None:
@@ -116,10 +138,22 @@ def verified(app: Flask, row: StoredFlavor) -> SignedFlavor:
     if signed.flavor.id != row.id:
         raise _invalid(row, f"its meta.id is {signed.flavor.id}")
     try:
-        verify_flavor_signature(signed, signer, memo=verification_memo(app))
+        verify_flavor_signature(signed, signer.certificate, memo=verification_memo(app))
     except FlavorSignatureError as exc:
         raise _invalid(row, exc.message) from None
     return memo.put(key, signed)
+
+
+def _stored_flavor_key(row: FlavorText, signer: FlavorSigner) -> bytes:
+    """The memo key of "this stored text with this signature verified under this signer": the text is
+    hashed as stored (any changed byte is a new key), each field length-prefixed so none can run into the
+    next."""
+    h = hashlib.sha256(b"stored-flavor\0")
+    for part in (row.id.encode(), row.signature_scheme.encode(), row.signature.encode(),
+                 row.document.encode(), signer.certificate_der):  # fmt: skip
+        h.update(len(part).to_bytes(8, "big"))
+        h.update(part)
+    return h.digest()
 
 
 def _verified_flavors(app: Flask) -> ResultMemo[bytes, SignedFlavor]:

@@ -76,7 +76,7 @@ class ReportSearch(Strict):
     limit: Annotated[int, Field(ge=1, le=1000)] = 100
 
 
-def _out(report: Report, host: Host) -> ReportOut:
+def _out(report: Report | verifier.StoredReport, host: Host) -> ReportOut:
     return ReportOut(
         id=report.id, host_id=host.id, host_name=host.name, hardware_uuid=host.hardware_uuid,
         trusted=report.trusted, created=report.created_at, expiration=report.expires_at,

@@ -35,6 +35,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 import orjson
@@ -43,21 +44,22 @@ from cryptography.hazmat.primitives import hashes
 from flask import Flask
 from secl.central import audit
 from secl.central.errors import Conflict
-from secl.central.hvs import flavorstore, groupstore, tagstore
+from secl.central.hvs import flavorstore, tagstore
 from secl.central.hvs.agentclient import AgentClient, AgentError, QuoteResponse
 from secl.central.hvs.flavorstore import FlavorSignatureInvalid
+from secl.central.hvs.hostpolicy import (
+    FlavorRecord,
+    GroupPolicy,
+    HostPolicy,
+    load_host_policy,
+)
 from secl.central.hvs.privacyca import privacy_ca
 from secl.central.setup import load_issuer
-from secl.central.store.hvs_flavor_models import (
-    FlavorGroup,
-    Host,
-    StoredFlavor,
-    flavorgroup_flavors,
-)
+from secl.central.store.hvs_flavor_models import Host
 from secl.central.store.hvs_report_models import HostManifestRecord, Report
 from secl.central.store.hvs_tag_models import TagCertificateRecord
 from secl.central.store.models import utcnow
-from sqlalchemy import and_, or_, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -84,7 +86,7 @@ from secl.core.manifestbuild import (
 from secl.core.quote import VerifiedQuote, secl_qualifying_data, verify_quote
 from secl.core.rules_assettag import tag_certificate_der
 from secl.core.rules_trust import chains_to
-from secl.core.tpm import load_ak_public
+from secl.core.tpm import AKPublic, load_ak_public
 from secl.core.trustreport import FlavorVerdict, TrustAnchors, TrustReport, build_trust_report
 from secl.core.verifymemo import ResultMemo
 
@@ -98,8 +100,9 @@ BANKS = ("SHA1", "SHA256", "SHA384")
 REPORT_VALIDITY = timedelta(hours=24)
 
 _REPORT_SIGNER = "secl.hvs.report_signer"
-_MANIFESTS = "secl.hvs.manifest-memo"
-_HOST_UNIQUE_GROUP = "secl.hvs.host-unique-group-id"
+_INSERT_REPORT = insert(Report.__table__)
+_MANIFEST_STORED = select(HostManifestRecord.digest).where(HostManifestRecord.digest == bindparam("digest"))
+_EVIDENCE_MEMOS = "secl.hvs.evidence-memos"
 
 
 class EvidenceInvalid(Conflict):
@@ -123,7 +126,7 @@ class Evidence:
     # changes the digest even when the quoted PCRs (wrongly) did not; empty when the host has none.
     application: bytes = b""
 
-    @property
+    @cached_property
     def digest(self) -> str:
         if not self.application:
             return evidence_digest(self.quote.pcr_digest, self.event_log)
@@ -192,7 +195,7 @@ def collect_evidence(
             client.close()
 
     try:
-        evidence = verify_evidence(nonce, host_info, aik, answer, manifests=manifest_memo(app))
+        evidence = verify_evidence(nonce, host_info, aik, answer, memos=evidence_memos(app))
     except EvidenceError as exc:
         raise _refuse(session, host, exc.code, exc.message) from None
     except (ValueError, TypeError, AttributeError) as exc:  # a shape the parsers did not expect
@@ -207,31 +210,50 @@ def collect_evidence(
     return evidence
 
 
+@dataclass(frozen=True)
+class EvidenceMemos:
+    """What the verifier remembers between reports, keyed on exact inputs (see :class:`ResultMemo`): host
+    manifests (one per host boot, roughly) and AIK public keys by their certificate's PEM."""
+
+    manifests: ResultMemo[bytes, ManifestEvidence] = field(default_factory=lambda: ResultMemo(size=4096))
+    ak_keys: ResultMemo[str, AKPublic] = field(default_factory=lambda: ResultMemo(size=4096))
+
+
+def evidence_memos(app: Flask) -> EvidenceMemos:
+    """The application's memos (made on first use; one per central process)."""
+    memos = app.extensions.get(_EVIDENCE_MEMOS)
+    if memos is None:
+        memos = app.extensions[_EVIDENCE_MEMOS] = EvidenceMemos()
+    return memos
+
+
 def verify_evidence(
     nonce: bytes,
     host_info: dict[str, Any],
     aik: dict[str, Any],
     answer: QuoteResponse,
     *,
-    manifests: ResultMemo[bytes, ManifestEvidence] | None = None,
+    memos: EvidenceMemos | None = None,
 ) -> Evidence:
     """Check the agent's three answers to a quote request over ``nonce`` and build the host manifest.
 
     The quote is verified afresh every time (its nonce is new), with the agent's asset-tag digest bound
     into its qualifying data. The manifest is a pure function of the event log, the quoted PCR values,
-    the host info, the AIK certificate and the tag digest, so with ``manifests`` an
-    unchanged host's manifest is taken from the memo instead of being parsed and replayed again.
+    the host info, the AIK certificate and the tag digest, so with ``memos`` an unchanged host's manifest
+    (and its AIK's parsed key) is taken from the memo instead of being parsed and replayed again.
     Raises :class:`EvidenceError` (its ``code`` names the failed check).
     """
     aik_pem = aik.get("aik_certificate")
     key_source = aik_pem or aik.get("aik")  # without a certificate, AikCertificateTrusted reports it missing
     if not key_source:
         raise EvidenceError("the agent sent neither an AIK certificate nor an AIK", code="aik-missing")
+    if not isinstance(key_source, str):
+        raise EvidenceError("the agent's AIK certificate (or AIK) is not PEM text", code="aik-malformed")
     if answer.event_log is None:
         raise EvidenceError(
             answer.event_log_error or "no event log in the quote answer", code="event-log-missing"
         )
-    ak = load_ak_public(key_source.encode())
+    ak = _ak_public(key_source, memos)
     values = pcr_banks_from_json(answer.pcrs)
     tag = answer.asset_tag  # believed only because the quote's qualifying data binds it
     quote = verify_quote(
@@ -242,17 +264,27 @@ def verify_evidence(
         host_info=host_info, verified_quote=quote, event_log=answer.event_log, aik_certificate_pem=aik_pem,
         asset_tag_digest=tag, measurement_xmls=xmls, application_events=app_events,
     )  # fmt: skip
-    built = manifests.get(key) if manifests is not None else None
+    built = memos.manifests.get(key) if memos is not None else None
     if built is None:
         built = assemble_host_manifest(
             host_info=host_info, verified_quote=quote, event_log=parse_event_log(answer.event_log),
             aik_certificate_pem=aik_pem, asset_tag_digest=tag, measurement_xmls=xmls,
             application_events=app_events,
         )  # fmt: skip
-        if manifests is not None:
-            manifests.put(key, built)
+        if memos is not None:
+            memos.manifests.put(key, built)
     application = render_event_log(app_events) + json.dumps(xmls).encode() if xmls or app_events else b""
     return Evidence(built, host_info, quote, answer.event_log, aik_pem, application)
+
+
+def _ak_public(pem: str, memos: EvidenceMemos | None) -> AKPublic:
+    # Loading the key parses the certificate; a host sends the same certificate report after report.
+    found = memos.ak_keys.get(pem) if memos is not None else None
+    if found is None:
+        found = load_ak_public(pem.encode())
+        if memos is not None:
+            memos.ak_keys.put(pem, found)
+    return found
 
 
 def application_evidence(body: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[PcrEventLog, ...]]:
@@ -268,15 +300,7 @@ def application_evidence(body: Mapping[str, Any]) -> tuple[tuple[str, ...], tupl
     log = body.get("measure_log") or []
     if not isinstance(log, list):
         raise EvidenceError("measure_log must be SecL's measure-log list", code="app-event-log-invalid")
-    return tuple(xmls), parse_app_event_log(json.dumps(log).encode())
-
-
-def manifest_memo(app: Flask) -> ResultMemo[bytes, ManifestEvidence]:
-    """The app's memo of host manifests by their exact inputs (one entry per host boot, roughly)."""
-    memo = app.extensions.get(_MANIFESTS)
-    if memo is None:
-        memo = app.extensions[_MANIFESTS] = ResultMemo(size=4096)
-    return memo
+    return tuple(xmls), parse_app_event_log(json.dumps(log).encode()) if log else ()
 
 
 def _record_hardware_uuid(session: Session, host: Host, host_info: dict[str, Any]) -> None:
@@ -320,64 +344,28 @@ def trust_anchors(app: Flask, at: datetime) -> TrustAnchors:
     )  # fmt: skip
 
 
-def host_anchors(session: Session, app: Flask, host: Host, at: datetime) -> TrustAnchors:
+def host_anchors(app: Flask, policy: HostPolicy, at: datetime) -> TrustAnchors:
     """The trust anchors for one host's report: the app's, and the host's revoked tag certificates."""
-    revoked = tagstore.revoked_digests(session, host.hardware_uuid)
-    return dataclasses.replace(trust_anchors(app, at), revoked_tag_certificates=revoked)
+    return dataclasses.replace(
+        trust_anchors(app, at), revoked_tag_certificates=policy.revoked_tag_certificates
+    )
 
 
-def _for_evaluation(app: Flask, row: StoredFlavor) -> SignedFlavor:
+def _for_evaluation(app: Flask, record: FlavorRecord) -> SignedFlavor:
     """The stored flavor, verified; one whose signature fails is still evaluated, so FlavorTrusted reports
     it in the trust report (a document that no longer parses is refused: 409 flavor-signature-invalid)."""
     try:
-        return flavorstore.verified(app, row)
+        return flavorstore.verified(app, record)
     except FlavorSignatureInvalid:
-        return flavorstore.signed_flavor(row)
-
-
-def host_unique_group_id(session: Session, app: Flask) -> str | None:
-    """The id of SecL's host_unique group (a default group: it cannot be deleted, so its id is kept)."""
-    found = app.extensions.get(_HOST_UNIQUE_GROUP)
-    if found is None:
-        found = session.scalar(select(FlavorGroup.id).where(FlavorGroup.name == groupstore.HOST_UNIQUE))
-        if found is not None:
-            app.extensions[_HOST_UNIQUE_GROUP] = found
-    return found
-
-
-def _group_rows(session: Session, app: Flask, host: Host, group: FlavorGroup) -> list[StoredFlavor]:
-    """The group's flavors, oldest first, then (when the group has a HOST_UNIQUE or ASSET_TAG policy) the
-    host's own: SecL's rule, the flavors of the host_unique group that carry its hardware UUID. One query."""
-    wants_own = host.hardware_uuid is not None and any(
-        p.flavor_part in ("HOST_UNIQUE", "ASSET_TAG") for p in groupstore.match_policies(group)
-    )
-    unique_id = host_unique_group_id(session, app) if wants_own else None
-    if unique_id is None or host.hardware_uuid is None:
-        return flavorstore.flavor_rows(session, flavorgroup_id=group.id)
-    link = flavorgroup_flavors.c
-    pairs = session.execute(
-        select(StoredFlavor, link.flavorgroup_id).join(flavorgroup_flavors, link.flavor_id == StoredFlavor.id)
-        .where(or_(link.flavorgroup_id == group.id,
-                   and_(link.flavorgroup_id == unique_id, StoredFlavor.hardware_uuid == host.hardware_uuid.lower())))
-        .order_by(StoredFlavor.created_at, StoredFlavor.id)
-    ).all()  # fmt: skip
-    rows = [row for row, group_id in pairs if group_id == group.id]
-    known = {row.id for row in rows}
-    for row, group_id in pairs:
-        if group_id == unique_id and row.id not in known:
-            rows.append(row)
-            known.add(row.id)
-    return rows
+        return flavorstore.signed_flavor(record)
 
 
 def _group_report(
-    session: Session, app: Flask, host: Host, group: FlavorGroup, *, manifest: Any, anchors: TrustAnchors
+    app: Flask, group: GroupPolicy, *, manifest: Any, anchors: TrustAnchors
 ) -> tuple[TrustReport, dict[str, str]]:
     """The group's trust report, and the tags its trusted ASSET_TAG flavor vouches for ({} if none)."""
-    policies = groupstore.match_policies(group)
-    rows = _group_rows(session, app, host, group)
-    match = {p.flavor_part: p.match_policy.match_type for p in policies}
-    flavors = [_for_evaluation(app, row) for row in rows]
+    match = group.match_types()
+    flavors = [_for_evaluation(app, record) for record in group.flavors]
     latest: dict[str, SignedFlavor] = {}
     for flavor in flavors:  # oldest first: the last of a LATEST part wins
         if match.get(flavor.flavor.flavor_part) == "LATEST":
@@ -386,7 +374,7 @@ def _group_report(
         f for f in flavors
         if match.get(f.flavor.flavor_part) != "LATEST" or latest[f.flavor.flavor_part] is f
     ]  # fmt: skip
-    required = [p.flavor_part for p in policies if p.match_policy.required == "REQUIRED"]
+    required = group.required_parts()
     if manifest.asset_tag_digest and "ASSET_TAG" in match and "ASSET_TAG" not in required:
         required.append("ASSET_TAG")  # the host carries a tag: ASSET_TAG is defined for it
     report = build_trust_report(
@@ -424,12 +412,24 @@ class Verdict:
         return {part: bool(entry["trust"]) for part, entry in self.flavors_trust.items()}
 
 
-def judge(session: Session, app: Flask, host: Host, evidence: Evidence, at: datetime) -> Verdict:
-    """The trust report of the host against every flavor group it is in (trusted only if all are)."""
-    groups = groupstore.host_groups(session, host.id)
-    anchors = host_anchors(session, app, host, at)
+def judge(
+    session: Session,
+    app: Flask,
+    host: Host,
+    evidence: Evidence,
+    at: datetime,
+    *,
+    policy: HostPolicy | None = None,
+) -> Verdict:
+    """The trust report of the host against every flavor group it is in (trusted only if all are).
+
+    ``policy`` is the host's groups and flavors when the caller has read them already (the worker does).
+    """
+    if policy is None:
+        policy = load_host_policy(session, app, host)
+    anchors = host_anchors(app, policy, at)
     manifest = evidence.built.manifest
-    judged = [(g, *_group_report(session, app, host, g, manifest=manifest, anchors=anchors)) for g in groups]
+    judged = [(g, *_group_report(app, g, manifest=manifest, anchors=anchors)) for g in policy.groups]
     reports = [(g, r) for g, r, _ in judged]
     trusted = bool(reports) and all(r.trusted for _, r in reports)
     results: list[Any] = []
@@ -443,12 +443,12 @@ def judge(session: Session, app: Flask, host: Host, evidence: Evidence, at: date
             merged = flavors_trust.setdefault(part, {"trust": True, "rules": []})
             merged["trust"] = merged["trust"] and entry["trust"]
             merged["rules"] += entry["rules"]
-    policy = " / ".join(sorted({r.policy_name for _, r in reports if r.policy_name}))
+    policy_name = " / ".join(sorted({r.policy_name for _, r in reports if r.policy_name}))
     if not flavors_trust.get("ASSET_TAG", {}).get("trust"):
         tags = {}  # another group found the host's ASSET_TAG flavors wanting
     return Verdict(
         trusted,
-        {"policy_name": policy, "results": results, "trusted": trusted,
+        {"policy_name": policy_name, "results": results, "trusted": trusted,
          "flavorgroups": [g.name for g, _ in reports]},
         flavors_trust, tags,
     )  # fmt: skip
@@ -493,6 +493,24 @@ def report_signer(app: Flask) -> ReportSigner:
     return found
 
 
+@dataclass(frozen=True)
+class StoredReport:
+    """A report row as written (the ``reports`` columns), for the caller that wrote it."""
+
+    id: str
+    host_id: str
+    trusted: bool
+    created_at: datetime
+    expires_at: datetime
+    trust_report: dict[str, Any]
+    flavors_trust: dict[str, Any]
+    host_manifest_digest: str
+    evidence_digest: str
+    jwt: str
+    created_by: str
+    tags: dict[str, str]
+
+
 def add_signed_report(
     session: Session,
     app: Flask,
@@ -502,7 +520,7 @@ def add_signed_report(
     *,
     now: datetime,
     actor: str,
-) -> Report:
+) -> StoredReport:
     """Add the report row for ``verdict`` with its freshly signed attestation-result JWT (not committed)."""
     expires = now + REPORT_VALIDITY
     report_id = str(uuid.uuid4())
@@ -518,14 +536,17 @@ def add_signed_report(
     # Stored with sub-second precision (``now`` is whole seconds, as JWT times are): a host's reports of one
     # second must still have an order, or "its newest report" is a coin toss.
     created = max(now, utcnow())
-    row = Report(
-        id=report_id, host_id=host.id, trusted=verdict.trusted, created_at=created, expires_at=expires,
-        trust_report=verdict.trust_report, flavors_trust=verdict.flavors_trust,
-        host_manifest_digest=store_host_manifest(session, manifest), evidence_digest=evidence.digest,
-        jwt=sign_attestation_result(result, signer.key, signer.kid), created_by=actor, tags=dict(verdict.tags),
-    )  # fmt: skip
-    session.add(row)
-    return row
+    values = {
+        "id": report_id, "host_id": host.id, "trusted": verdict.trusted, "created_at": created,
+        "expires_at": expires, "trust_report": verdict.trust_report, "flavors_trust": verdict.flavors_trust,
+        "host_manifest_digest": store_host_manifest(session, manifest), "evidence_digest": evidence.digest,
+        "jwt": sign_attestation_result(result, signer.key, signer.kid), "created_by": actor,
+        "tags": dict(verdict.tags),
+    }  # fmt: skip
+    # An INSERT rather than an ORM object in the session: a report row is written once and never changed,
+    # and the unit of work's bookkeeping costs more than the row.
+    session.connection().execute(_INSERT_REPORT, values)
+    return StoredReport(**values)
 
 
 def manifest_digest(manifest: HostManifest) -> str:
@@ -542,25 +563,29 @@ def manifest_digest(manifest: HostManifest) -> str:
 def store_host_manifest(session: Session, manifest: HostManifest) -> str:
     """Store the manifest's SecL JSON once (a row per distinct document); return its digest."""
     digest = manifest_digest(manifest)
+    # Most reports are of a host whose manifest is stored already: look before sending ~50 KB to the database.
+    if session.connection().execute(_MANIFEST_STORED, {"digest": digest}).first() is not None:
+        return digest
     values = {"digest": digest, "document": host_manifest_to_json(manifest), "created_at": utcnow()}
-    insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else postgresql_insert
+    upsert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else postgresql_insert
+    # Another worker may store the same manifest between the look and the insert.
     session.execute(
-        insert(HostManifestRecord).values(**values).on_conflict_do_nothing(index_elements=["digest"])
+        upsert(HostManifestRecord).values(**values).on_conflict_do_nothing(index_elements=["digest"])
     )
     return digest
 
 
-def attest_host(session: Session, app: Flask, host: Host, *, actor: str) -> Report:
+def attest_host(session: Session, app: Flask, host: Host, *, actor: str) -> StoredReport:
     """Collect evidence from the host, judge it, sign and store the report (committed)."""
     return report_on(session, app, host, collect_evidence(session, app, host), actor=actor)
 
 
-def report_on(session: Session, app: Flask, host: Host, evidence: Evidence, *, actor: str) -> Report:
+def report_on(session: Session, app: Flask, host: Host, evidence: Evidence, *, actor: str) -> StoredReport:
     """Judge verified evidence from ``host``, then sign, audit and store the report (committed)."""
     now = datetime.now(UTC).replace(microsecond=0)
     verdict = judge(session, app, host, evidence, now)
     row = add_signed_report(session, app, host, evidence, verdict, now=now, actor=actor)
-    audit.record(session, "report.created", actor=actor, outcome="success", target=host.name,
+    audit.record_now(session, "report.created", actor=actor, outcome="success", target=host.name,
                  host_id=host.id, report_id=row.id, trusted=verdict.trusted)  # fmt: skip
     session.commit()
     log.info("report %s for host %s: %s", row.id, host.name, "trusted" if verdict.trusted else "UNTRUSTED")

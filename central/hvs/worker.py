@@ -36,11 +36,12 @@ from cryptography.hazmat.primitives import hashes
 from flask import Flask
 from secl.central import audit
 from secl.central.errors import APIError
-from secl.central.hvs import flavorstore, groupstore, jobs, verifier
+from secl.central.hvs import flavorstore, jobs, verifier
+from secl.central.hvs.hostpolicy import HostPolicy, load_host_policy
 from secl.central.hvs.jobs import ClaimedJob
 from secl.central.hvs.privacyca import privacy_ca
 from secl.central.store.db import Database
-from secl.central.store.hvs_flavor_models import Host, StoredFlavor
+from secl.central.store.hvs_flavor_models import Host
 from secl.central.store.hvs_job_models import ReportJob
 from secl.central.store.hvs_report_models import Report
 from sqlalchemy import select
@@ -75,22 +76,24 @@ def _fingerprint(cert: Any) -> str:
     return cert.fingerprint(hashes.SHA256()).hex()
 
 
-def basis_digest(session: Session, app: Flask, host: Host, evidence: verifier.Evidence, at: datetime) -> str:
-    """SHA-256 over what the host's trust report depends on besides the evidence digest. Over-inclusive on
-    purpose: a change here only costs a full evaluation."""
-    groups = groupstore.host_groups(session, host.id)
-    flavors: list[StoredFlavor] = []
-    for group in groups:
-        flavors += flavorstore.flavor_rows(session, flavorgroup_id=group.id)
-    unique_id = verifier.host_unique_group_id(session, app)
-    if unique_id is not None and host.hardware_uuid is not None:
-        flavors += flavorstore.flavor_rows(
-            session, flavorgroup_id=unique_id, hardware_uuid=host.hardware_uuid
-        )
+def basis_digest(
+    app: Flask,
+    host: Host,
+    evidence: verifier.Evidence,
+    *,
+    policy: HostPolicy,
+    tags: dict[str, Any],
+    at: datetime,
+) -> str:
+    """SHA-256 over what the host's trust report depends on besides the evidence digest: its groups and
+    flavors (``policy``), the trust anchors, the AIK, the host and the asset-tag state (``tags``, from
+    :func:`verifier.tag_basis`). Over-inclusive on purpose: a change here only costs a full evaluation."""
+    groups = policy.groups
+    flavors = {f for g in groups for f in g.flavors}
     signer = flavorstore.flavor_signer(app)
     aik = evidence.built.manifest.aik_certificate
     basis = {
-        "groups": [[g.id, g.name, g.match_policies] for g in groups],
+        "groups": [[g.id, g.name, [p.model_dump(mode="json") for p in g.match_policies]] for g in groups],
         "flavors": sorted(
             {
                 (f.id, hashlib.sha256(f.document.encode()).hexdigest(), f.signature, f.signature_scheme)
@@ -106,7 +109,7 @@ def basis_digest(session: Session, app: Flask, host: Host, evidence: verifier.Ev
         "host": [host.name, host.hardware_uuid],
         "host_info": evidence.host_info,
         # The reported tag, the Tag CA, and revocation and expiry of the host's tag certificates.
-        "asset_tag": verifier.tag_basis(session, app, host, evidence, at),
+        "asset_tag": tags,
     }
     return hashlib.sha256(json.dumps(basis, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -130,14 +133,16 @@ class ReportProcessor:
             try:
                 evidence = verifier.collect_evidence(session, self.app, host)
                 now = datetime.now(UTC).replace(microsecond=0)
-                basis = basis_digest(session, self.app, host, evidence, now)
+                policy = load_host_policy(session, self.app, host)
+                tags = verifier.tag_basis(session, self.app, host, evidence, now)
+                basis = basis_digest(self.app, host, evidence, policy=policy, tags=tags, at=now)
                 previous = self._reusable(session, host, evidence.digest, basis)
                 if previous is not None:
                     verdict = verifier.Verdict(
                         previous.trusted, previous.trust_report, previous.flavors_trust, previous.tags
                     )
                 else:
-                    verdict = verifier.judge(session, self.app, host, evidence, now)
+                    verdict = verifier.judge(session, self.app, host, evidence, now, policy=policy)
             except verifier.AgentFailed as exc:  # the agent may come back: retry later
                 raise JobFailed(exc.code, exc.message, retryable=True) from None
             except APIError as exc:  # evidence-invalid, flavor-signature-invalid: retrying will not help
@@ -148,7 +153,7 @@ class ReportProcessor:
             )
             trusted = verdict.trusted
             reused = previous is not None
-            audit.record(session, "report.created", actor=self.actor, outcome="success", target=host.name,
+            audit.record_now(session, "report.created", actor=self.actor, outcome="success", target=host.name,
                          host_id=host.id, report_id=row.id, trusted=trusted, job_id=job.id,
                          reused=reused)  # fmt: skip
             session.commit()

@@ -1,0 +1,179 @@
+"""What a host is judged against, read in three statements: its flavor groups with their match policies,
+their flavors (with the host's own HOST_UNIQUE/ASSET_TAG flavors where a group asks for them), and the
+host's revoked tag certificates.
+
+The verifier reads this for every report, and the report queue's worker hashes the same inputs to decide
+whether a report can be re-used, so it is read once into a frozen :class:`HostPolicy` that both share. The
+statements are Core selects of the columns the verifier uses rather than ORM entities: at hundreds of reports
+per second the ORM's row objects and identity map cost more than the queries. A flavor's document is
+read as the text it was stored as, unverified; :func:`secl.central.hvs.flavorstore.verified` parses and
+verifies it (or takes it from its memo when that exact text and signature already verified).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask
+from secl.central.hvs import groupstore
+from secl.central.hvs.store_schemas import FlavorMatchPolicy
+from secl.central.store.hvs_flavor_models import (
+    FlavorGroup,
+    Host,
+    StoredFlavor,
+    flavorgroup_flavors,
+    host_flavorgroups,
+)
+from secl.central.store.hvs_tag_models import TagCertificateRecord
+from sqlalchemy import bindparam, literal, null, select, union_all
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+
+__all__ = [
+    "FlavorRecord",
+    "GroupPolicy",
+    "HostPolicy",
+    "host_unique_group_id",
+    "load_host_policy",
+]
+
+#: Parts whose flavors belong to one host: a group with a policy for them also gets that host's own.
+HOST_OWN_PARTS = ("HOST_UNIQUE", "ASSET_TAG")
+
+_HOST_UNIQUE_GROUP = "secl.hvs.host-unique-group-id"
+_link = flavorgroup_flavors.c
+
+# The statements are built once: an SQL expression is an immutable value, and SQLAlchemy keys its
+# compiled-statement cache on it. One statement reads the host's groups with their flavors (a group without
+# flavors still gives one row, its flavor columns null) and, second, the host's own flavors in the
+# host_unique group.
+_FLAVOR_COLUMNS = (
+    StoredFlavor.id, StoredFlavor.flavor_part, StoredFlavor.label, StoredFlavor.document,
+    StoredFlavor.signature, StoredFlavor.signature_scheme, StoredFlavor.created_at,
+)  # fmt: skip
+_POLICY = union_all(
+    select(FlavorGroup.id.label("group_id"), FlavorGroup.name.label("group_name"), FlavorGroup.match_policies,
+           literal(False).label("own"), *_FLAVOR_COLUMNS)
+    .select_from(host_flavorgroups)
+    .join(FlavorGroup, FlavorGroup.id == host_flavorgroups.c.flavorgroup_id)
+    .outerjoin(flavorgroup_flavors, _link.flavorgroup_id == FlavorGroup.id)
+    .outerjoin(StoredFlavor, StoredFlavor.id == _link.flavor_id)
+    .where(host_flavorgroups.c.host_id == bindparam("host_id")),
+    select(_link.flavorgroup_id, literal(""), null(), literal(True), *_FLAVOR_COLUMNS)
+    .join(flavorgroup_flavors, _link.flavor_id == StoredFlavor.id)
+    .where(_link.flavorgroup_id == bindparam("unique_id"),
+           StoredFlavor.hardware_uuid == bindparam("hardware_uuid")),
+)  # fmt: skip
+_REVOKED = select(TagCertificateRecord.sha384).where(
+    TagCertificateRecord.hardware_uuid == bindparam("hardware_uuid"),
+    TagCertificateRecord.revoked.is_(True),
+)
+
+
+@dataclass(frozen=True)
+class FlavorRecord:
+    """A stored flavor as the verifier reads it: its text and signature, not yet verified."""
+
+    id: str
+    flavor_part: str
+    label: str
+    document: str
+    signature: str
+    signature_scheme: str
+
+
+@dataclass(frozen=True)
+class GroupPolicy:
+    """One flavor group of the host: its match policies, and its flavors oldest first, then the host's own
+    (SecL's rule: the flavors of the host_unique group that carry the host's hardware UUID)."""
+
+    id: str
+    name: str
+    match_policies: tuple[FlavorMatchPolicy, ...]
+    flavors: tuple[FlavorRecord, ...]
+
+    def match_types(self) -> dict[str, str]:
+        return {p.flavor_part: p.match_policy.match_type for p in self.match_policies}
+
+    def required_parts(self) -> list[str]:
+        return [p.flavor_part for p in self.match_policies if p.match_policy.required == "REQUIRED"]
+
+
+@dataclass(frozen=True)
+class HostPolicy:
+    groups: tuple[GroupPolicy, ...]
+    # SHA-384 digests of the host's tag certificates that were revoked (TagCertificateTrusted refuses them).
+    revoked_tag_certificates: frozenset[bytes]
+
+
+def host_unique_group_id(session: Session, app: Flask) -> str | None:
+    """The id of SecL's host_unique group (a default group: it cannot be deleted, so its id is kept)."""
+    found = app.extensions.get(_HOST_UNIQUE_GROUP)
+    if found is None:
+        found = session.scalar(select(FlavorGroup.id).where(FlavorGroup.name == groupstore.HOST_UNIQUE))
+        if found is not None:
+            app.extensions[_HOST_UNIQUE_GROUP] = found
+    return found
+
+
+def load_host_policy(session: Session, app: Flask, host: Host) -> HostPolicy:
+    """The host's flavor groups (by name) with their flavors, and its revoked tag certificates."""
+    session.flush()  # the statements below go to the connection, past the session's pending changes
+    connection = session.connection()
+    hardware_uuid = host.hardware_uuid.lower() if host.hardware_uuid else None
+    unique_id = host_unique_group_id(session, app) if hardware_uuid else None
+    # A branch with nothing to find binds "", which no group id or hardware UUID is.
+    rows = connection.execute(
+        _POLICY, {"host_id": host.id, "unique_id": unique_id or "", "hardware_uuid": hardware_uuid or ""}
+    ).all()
+    rows.sort(key=_oldest_first)
+    own = tuple(_record(r) for r in rows if r.own)
+    groups: dict[str, tuple[str, tuple[FlavorMatchPolicy, ...]]] = {}
+    flavors: dict[str, list[FlavorRecord]] = {}
+    for row in rows:
+        if row.own:
+            continue
+        if row.group_id not in groups:
+            groups[row.group_id] = (row.group_name, _match_policies(row.match_policies))
+            flavors[row.group_id] = []
+        if row.id is not None:
+            flavors[row.group_id].append(_record(row))
+    judged = tuple(
+        GroupPolicy(group_id, name, policies,
+                    _with_own(tuple(flavors[group_id]), own if _wants_own(policies) else ()))
+        for group_id, (name, policies) in sorted(groups.items(), key=lambda item: item[1][0])
+    )  # fmt: skip
+    # Only an ASSET_TAG flavor's TagCertificateTrusted reads the revocations: skip the query without one.
+    tagged = any(f.flavor_part == "ASSET_TAG" for g in judged for f in g.flavors)
+    return HostPolicy(judged, _revoked(connection, hardware_uuid) if tagged else frozenset())
+
+
+def _oldest_first(row: Any) -> tuple[bool, Any, str]:
+    # A group's row without flavors has no created_at; where it sorts does not matter.
+    return (row.created_at is not None, row.created_at, row.id or "")
+
+
+def _wants_own(policies: Sequence[FlavorMatchPolicy]) -> bool:
+    return any(p.flavor_part in HOST_OWN_PARTS for p in policies)
+
+
+def _match_policies(stored: Sequence[Any] | None) -> tuple[FlavorMatchPolicy, ...]:
+    return tuple(FlavorMatchPolicy.model_validate(p) for p in stored or ())
+
+
+def _record(row: Any) -> FlavorRecord:
+    return FlavorRecord(row.id, row.flavor_part, row.label, row.document, row.signature, row.signature_scheme)
+
+
+def _with_own(group: tuple[FlavorRecord, ...], own: tuple[FlavorRecord, ...]) -> tuple[FlavorRecord, ...]:
+    known = {f.id for f in group}
+    return group + tuple(f for f in own if f.id not in known)
+
+
+def _revoked(connection: Connection, hardware_uuid: str | None) -> frozenset[bytes]:
+    if hardware_uuid is None:
+        return frozenset()
+    rows = connection.execute(_REVOKED, {"hardware_uuid": hardware_uuid}).scalars()
+    return frozenset(bytes.fromhex(digest) for digest in rows)

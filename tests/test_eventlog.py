@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from secl.core.errors import EventLogError, ReplayError
+from secl.core.errors import EventLogError, EvidenceError, ReplayError
 from secl.core.eventlog import (
     QUIRK_SHIM_AUTHORITY_EXTRA_BYTE,
     parse_event_log,
@@ -353,3 +353,21 @@ def test_mutated_real_logs_parse_or_raise_the_librarys_error(
         return
     log.replay()
     log.check_event_digests()
+
+
+def test_pcr_values_json_refuses_what_is_not_one_digest_per_pcr():
+    good = {"SHA256": {"0": "00" * 32, "7": "ab" * 32}}
+    assert pcr_banks_from_json(good)[HashAlg.SHA256] == {0: b"\0" * 32, 7: b"\xab" * 32}
+    bad = [
+        ({"SHA256": {"x": "00" * 32}}, "not a PCR number with a hex value"),
+        ({"SHA256": {"1": "zz"}}, "not a PCR number with a hex value"),
+        ({"SHA256": {"1": None}}, "not a PCR number with a hex value"),
+        ({"SHA256": {"1": "00" * 20}}, "wrong index or digest size"),
+        ({"SHA256": {"32": "00" * 32}}, "wrong index or digest size"),
+        ({"SHA256": {"1": "00" * 32, "01": "11" * 32}}, "given twice"),
+        ({"SHA256": ["00" * 32]}, "must map PCR numbers to hex"),
+    ]
+    for document, message in bad:
+        with pytest.raises(EvidenceError) as refused:
+            pcr_banks_from_json(document)
+        assert refused.value.code == "pcr-values-malformed" and message in refused.value.message, document

@@ -27,6 +27,7 @@ from secl.core.manifestbuild import (
     assemble_host_manifest,
     build_host_manifest,
     host_manifest_to_json,
+    manifest_key,
 )
 from secl.core.pcrevents import PcrRef
 from secl.core.quote import secl_qualifying_data, verify_quote
@@ -246,3 +247,32 @@ def test_secl_type_names_and_ids() -> None:
     assert [secl_type_name(0x501, n) for n in range(6)] == [
         "tb_policy", "tb_policy", "vmlinuz", "initrd", "asset-tag", ""
     ]  # fmt: skip
+
+
+@pytest.mark.swtpm
+def test_manifest_key_is_equal_for_equal_inputs_and_differs_for_any_change(swtpm: RunningSwtpm) -> None:
+    # The verifier memoizes manifests on this key: a key that missed a change would hand out a stale
+    # manifest, so every input must move it.
+    from dataclasses import replace
+
+    log_bytes = corpus_bytes(OVMF_LOG)
+    _, quote = _quote_on_swtpm(swtpm.tcti, log_bytes)
+    base = {
+        "host_info": HOST_INFO,
+        "verified_quote": quote,
+        "event_log": log_bytes,
+        "aik_certificate_pem": None,
+    }
+    assert manifest_key(**base) == manifest_key(**dict(base))
+    _, tampered = _quote_on_swtpm(swtpm.tcti, log_bytes, tamper_pcr7=True)  # PCR 7 differs
+    changes = [
+        {"verified_quote": tampered},
+        {"verified_quote": replace(quote, pcrs=None)},
+        {"event_log": log_bytes[:-1]},
+        {"host_info": {**HOST_INFO, "host_name": "other"}},
+        {"aik_certificate_pem": _aik_pem()},
+        {"asset_tag_digest": b"\x01" * 48},
+        {"measurement_xmls": ("<Measurement/>",)},
+    ]
+    keys = {manifest_key(**(base | change)) for change in changes}
+    assert len(keys) == len(changes) and manifest_key(**base) not in keys

@@ -34,7 +34,6 @@ from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 from flask import Flask
-from secl.central import audit
 from secl.central.errors import APIError
 from secl.central.hvs import flavorstore, jobs, verifier
 from secl.central.hvs.hostpolicy import HostPolicy, load_host_policy
@@ -153,9 +152,6 @@ class ReportProcessor:
             )
             trusted = verdict.trusted
             reused = previous is not None
-            audit.record_now(session, "report.created", actor=self.actor, outcome="success", target=host.name,
-                         host_id=host.id, report_id=row.id, trusted=trusted, job_id=job.id,
-                         reused=reused)  # fmt: skip
             session.commit()
             log.info("report %s for host %s: %s%s", row.id, host.name, "trusted" if trusted else "UNTRUSTED",
                      f" (re-used {previous.id})" if previous else "")  # fmt: skip

@@ -16,7 +16,7 @@ import hmac
 import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal, NoReturn
 
 from secl.core.errors import EventLogError, EvidenceError, ReplayError
 from secl.core.eventlog_workarounds import WORKAROUNDS
@@ -510,19 +510,38 @@ def pcr_banks_from_json(obj: object) -> PCRBanks:
             raise EvidenceError(
                 f"PCR bank {bank_name!r} must map PCR numbers to hex", code="pcr-values-malformed"
             )
-        parsed: dict[int, bytes] = {}
-        for pcr, value in values.items():
-            try:
-                index = int(pcr)
-                digest = bytes.fromhex(value)
-            except (TypeError, ValueError):
-                raise EvidenceError(
-                    f"PCR {bank_name}:{pcr} is not a PCR number with a hex value", code="pcr-values-malformed"
-                ) from None
-            if not 0 <= index < 32 or len(digest) != bank.digest_size:
-                raise EvidenceError(
-                    f"PCR {bank_name}:{pcr} has the wrong index or digest size", code="pcr-values-malformed"
-                )
-            parsed[index] = digest
+        try:
+            # A verifier reads 24 PCRs x 2-3 banks per report: decode the bank at once, then check it.
+            parsed = {int(pcr): bytes.fromhex(value) for pcr, value in values.items()}
+        except (TypeError, ValueError):
+            parsed = None
+        if (
+            parsed is None
+            or len(parsed) != len(values)  # "1" and "01" name one PCR twice
+            or not all(0 <= index < 32 for index in parsed)
+            or any(len(digest) != bank.digest_size for digest in parsed.values())
+        ):
+            _explain_bad_bank(bank_name, values, bank.digest_size)
         result[bank] = parsed
     return result
+
+
+def _explain_bad_bank(bank_name: object, values: dict[Any, Any], size: int) -> NoReturn:
+    """Raise the error naming the first PCR of the bank that is not a PCR number with a digest."""
+    seen: set[int] = set()
+    for pcr, value in values.items():
+        try:
+            index = int(pcr)
+            digest = bytes.fromhex(value)
+        except (TypeError, ValueError):
+            raise EvidenceError(
+                f"PCR {bank_name}:{pcr} is not a PCR number with a hex value", code="pcr-values-malformed"
+            ) from None
+        if not 0 <= index < 32 or len(digest) != size:
+            raise EvidenceError(
+                f"PCR {bank_name}:{pcr} has the wrong index or digest size", code="pcr-values-malformed"
+            )
+        if index in seen:
+            raise EvidenceError(f"PCR {bank_name}:{pcr} is given twice", code="pcr-values-malformed")
+        seen.add(index)
+    raise AssertionError("unreachable: the bank was refused for a reason")

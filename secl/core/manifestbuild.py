@@ -174,6 +174,19 @@ def assemble_host_manifest(
     return ManifestEvidence(manifest, freeze(mismatches), unreplayed, workarounds)
 
 
+def _quoted_values_key(verified_quote: VerifiedQuote) -> bytes:
+    """The quoted PCR values as bytes for a memo key: per bank of the signed selection, in its order, the
+    bank's name, the number of PCRs, their indices (a byte each) and their values. Each value is one
+    digest of its bank (the quote check made sure), so the framing is exact."""
+    quoted = verified_quote.pcrs
+    if quoted is None:
+        return b"none"
+    parts = []
+    for (bank, indices), values in zip(quoted.selection, quoted.digests, strict=True):
+        parts += [bank.name.encode(), b"\0", bytes([len(indices)]), bytes(indices), *values]
+    return b"".join(parts)
+
+
 def manifest_key(
     *,
     host_info: Mapping[str, Any],
@@ -191,23 +204,19 @@ def manifest_key(
     Lets a verifier memoize the manifest of a host whose boot has not changed. Each input is
     length-prefixed, so no two different input sets share a serialization.
     """
-    quoted = verified_quote.pcrs
-    values = (
-        sorted((bank.name, index, value.hex()) for bank, pcrs in quoted.values.items() for index, value in pcrs.items())
-        if quoted is not None
-        else None
-    )  # fmt: skip
     parts = [
         event_log,
-        json.dumps(values).encode(),
+        _quoted_values_key(verified_quote),
         json.dumps(host_info, sort_keys=True, default=repr).encode(),
         (aik_certificate_pem or "").encode(),
         asset_tag_digest or b"",
         (binding_key_certificate_pem or "").encode(),
-        json.dumps(list(measurement_xmls)).encode(),
+        json.dumps(list(measurement_xmls)).encode() if measurement_xmls else b"",
         json.dumps(
             [[log.pcr.to_json(), [e.to_json() for e in log.events]] for log in application_events]
-        ).encode(),
+        ).encode()
+        if application_events
+        else b"",
         b"workarounds" if allow_workarounds else b"strict",
     ]
     h = hashlib.sha256(b"secl-host-manifest-inputs\0")

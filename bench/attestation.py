@@ -251,6 +251,7 @@ def recorded_report(stack: Stack, recorded: Recorded, *, cold: bool = False) -> 
     app = stack.app
     if cold:
         app.extensions.pop(verifier._EVIDENCE_MEMOS, None)
+        app.extensions.pop(verifier._STORED_MANIFESTS, None)
         app.extensions.pop(flavorstore._VERIFIED, None)
         app.extensions.pop("secl.verification-memo", None)
     with app.app_context(), app.extensions["secl.db"].sessions() as session:

@@ -125,15 +125,17 @@ def _invalid(row: FlavorText, reason: str) -> FlavorSignatureInvalid:
 def verified(app: Flask, row: FlavorText) -> SignedFlavor:
     """The stored flavor after verifying its signature (409 flavor-signature-invalid when it fails).
 
-    A row whose exact document, signature and scheme already verified is taken from the app's memo,
-    parsed and verified as it was then; any change to them is a new key, parsed and checked afresh.
+    A row whose exact text, signature and scheme already verified is taken from the app's memo, parsed
+    and verified as it was then; any change to them is parsed and checked afresh. The memo is keyed on the
+    row's id, scheme and signature and keeps the verified text, which must equal the row's to the byte: a
+    comparison rather than a hash of the ~30 KB text, which the verifier would pay on every report.
     """
     signer = flavor_signer(app)
     key = _stored_flavor_key(row, signer)
     memo = _verified_flavors(app)
     found = memo.get(key)
-    if found is not None:
-        return found
+    if found is not None and found[0] == row.document:
+        return found[1]
     signed = signed_flavor(row)
     if signed.flavor.id != row.id:
         raise _invalid(row, f"its meta.id is {signed.flavor.id}")
@@ -141,22 +143,26 @@ def verified(app: Flask, row: FlavorText) -> SignedFlavor:
         verify_flavor_signature(signed, signer.certificate, memo=verification_memo(app))
     except FlavorSignatureError as exc:
         raise _invalid(row, exc.message) from None
-    return memo.put(key, signed)
+    memo.put(key, (row.document, signed))
+    return signed
 
 
 def _stored_flavor_key(row: FlavorText, signer: FlavorSigner) -> bytes:
-    """The memo key of "this stored text with this signature verified under this signer": the text is
-    hashed as stored (any changed byte is a new key), each field length-prefixed so none can run into the
-    next."""
+    """The memo key of a stored flavor's signature under this signer (the text is compared, not keyed):
+    each field length-prefixed so none can run into the next."""
     h = hashlib.sha256(b"stored-flavor\0")
-    for part in (row.id.encode(), row.signature_scheme.encode(), row.signature.encode(),
-                 row.document.encode(), signer.certificate_der):  # fmt: skip
+    for part in (
+        row.id.encode(),
+        row.signature_scheme.encode(),
+        row.signature.encode(),
+        signer.certificate_der,
+    ):
         h.update(len(part).to_bytes(8, "big"))
         h.update(part)
     return h.digest()
 
 
-def _verified_flavors(app: Flask) -> ResultMemo[bytes, SignedFlavor]:
+def _verified_flavors(app: Flask) -> ResultMemo[bytes, tuple[str, SignedFlavor]]:
     memo = app.extensions.get(_VERIFIED)
     if memo is None:
         memo = app.extensions[_VERIFIED] = ResultMemo(size=4096)

@@ -12,6 +12,7 @@ verifies it (or takes it from its memo when that exact text and signature alread
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,9 +28,11 @@ from secl.central.store.hvs_flavor_models import (
     host_flavorgroups,
 )
 from secl.central.store.hvs_tag_models import TagCertificateRecord
-from sqlalchemy import bindparam, literal, null, select, union_all
+from sqlalchemy import Text, bindparam, cast, literal, null, select, union_all
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
+
+from secl.core.verifymemo import ResultMemo
 
 __all__ = [
     "FlavorRecord",
@@ -43,28 +46,41 @@ __all__ = [
 HOST_OWN_PARTS = ("HOST_UNIQUE", "ASSET_TAG")
 
 _HOST_UNIQUE_GROUP = "secl.hvs.host-unique-group-id"
+_POLICIES = "secl.hvs.match-policies"
 _link = flavorgroup_flavors.c
 
 # The statements are built once: an SQL expression is an immutable value, and SQLAlchemy keys its
 # compiled-statement cache on it. One statement reads the host's groups with their flavors (a group without
 # flavors still gives one row, its flavor columns null) and, second, the host's own flavors in the
-# host_unique group.
+# host_unique group; oldest first. The match policies come as their stored JSON text (parsed and validated
+# once per distinct text, see _match_policies) and the creation time only orders the rows.
 _FLAVOR_COLUMNS = (
     StoredFlavor.id, StoredFlavor.flavor_part, StoredFlavor.label, StoredFlavor.document,
     StoredFlavor.signature, StoredFlavor.signature_scheme, StoredFlavor.created_at,
 )  # fmt: skip
-_POLICY = union_all(
-    select(FlavorGroup.id.label("group_id"), FlavorGroup.name.label("group_name"), FlavorGroup.match_policies,
-           literal(False).label("own"), *_FLAVOR_COLUMNS)
+_GROUPS_AND_OWN = union_all(
+    select(
+        FlavorGroup.id.label("group_id"),
+        FlavorGroup.name.label("group_name"),
+        cast(FlavorGroup.match_policies, Text).label("match_policies"),
+        literal(False).label("own"),
+        *_FLAVOR_COLUMNS,
+    )
     .select_from(host_flavorgroups)
     .join(FlavorGroup, FlavorGroup.id == host_flavorgroups.c.flavorgroup_id)
     .outerjoin(flavorgroup_flavors, _link.flavorgroup_id == FlavorGroup.id)
     .outerjoin(StoredFlavor, StoredFlavor.id == _link.flavor_id)
     .where(host_flavorgroups.c.host_id == bindparam("host_id")),
-    select(_link.flavorgroup_id, literal(""), null(), literal(True), *_FLAVOR_COLUMNS)
+    select(_link.flavorgroup_id, literal(""), cast(null(), Text), literal(True), *_FLAVOR_COLUMNS)
     .join(flavorgroup_flavors, _link.flavor_id == StoredFlavor.id)
-    .where(_link.flavorgroup_id == bindparam("unique_id"),
-           StoredFlavor.hardware_uuid == bindparam("hardware_uuid")),
+    .where(
+        _link.flavorgroup_id == bindparam("unique_id"),
+        StoredFlavor.hardware_uuid == bindparam("hardware_uuid"),
+    ),
+).subquery()
+_POLICY = (
+    select(*(c for c in _GROUPS_AND_OWN.c if c.name != "created_at"))
+    .order_by(_GROUPS_AND_OWN.c.created_at, _GROUPS_AND_OWN.c.id)
 )  # fmt: skip
 _REVOKED = select(TagCertificateRecord.sha384).where(
     TagCertificateRecord.hardware_uuid == bindparam("hardware_uuid"),
@@ -128,7 +144,6 @@ def load_host_policy(session: Session, app: Flask, host: Host) -> HostPolicy:
     rows = connection.execute(
         _POLICY, {"host_id": host.id, "unique_id": unique_id or "", "hardware_uuid": hardware_uuid or ""}
     ).all()
-    rows.sort(key=_oldest_first)
     own = tuple(_record(r) for r in rows if r.own)
     groups: dict[str, tuple[str, tuple[FlavorMatchPolicy, ...]]] = {}
     flavors: dict[str, list[FlavorRecord]] = {}
@@ -136,7 +151,7 @@ def load_host_policy(session: Session, app: Flask, host: Host) -> HostPolicy:
         if row.own:
             continue
         if row.group_id not in groups:
-            groups[row.group_id] = (row.group_name, _match_policies(row.match_policies))
+            groups[row.group_id] = (row.group_name, _match_policies(app, row.match_policies))
             flavors[row.group_id] = []
         if row.id is not None:
             flavors[row.group_id].append(_record(row))
@@ -150,17 +165,21 @@ def load_host_policy(session: Session, app: Flask, host: Host) -> HostPolicy:
     return HostPolicy(judged, _revoked(connection, hardware_uuid) if tagged else frozenset())
 
 
-def _oldest_first(row: Any) -> tuple[bool, Any, str]:
-    # A group's row without flavors has no created_at; where it sorts does not matter.
-    return (row.created_at is not None, row.created_at, row.id or "")
-
-
 def _wants_own(policies: Sequence[FlavorMatchPolicy]) -> bool:
     return any(p.flavor_part in HOST_OWN_PARTS for p in policies)
 
 
-def _match_policies(stored: Sequence[Any] | None) -> tuple[FlavorMatchPolicy, ...]:
-    return tuple(FlavorMatchPolicy.model_validate(p) for p in stored or ())
+def _match_policies(app: Flask, stored: str | None) -> tuple[FlavorMatchPolicy, ...]:
+    """A group's match policies from their stored JSON text, validated; remembered per distinct text (a
+    fleet has a handful of groups, each read for every report)."""
+    memo: ResultMemo[str, tuple[FlavorMatchPolicy, ...]] | None = app.extensions.get(_POLICIES)
+    if memo is None:
+        memo = app.extensions[_POLICIES] = ResultMemo(size=1024)
+    text = stored or "[]"
+    found = memo.get(text)
+    if found is None:
+        found = memo.put(text, tuple(FlavorMatchPolicy.model_validate(p) for p in json.loads(text) or ()))
+    return found
 
 
 def _record(row: Any) -> FlavorRecord:

@@ -102,6 +102,7 @@ _REPORT_SIGNER = "secl.hvs.report_signer"
 _INSERT_REPORT = insert(Report.__table__)
 _MANIFEST_STORED = select(HostManifestRecord.digest).where(HostManifestRecord.digest == bindparam("digest"))
 _EVIDENCE_MEMOS = "secl.hvs.evidence-memos"
+_STORED_MANIFESTS = "secl.hvs.stored-manifests"
 
 
 class EvidenceInvalid(Conflict):
@@ -538,7 +539,7 @@ def add_signed_report(
     values = {
         "id": report_id, "host_id": host.id, "trusted": verdict.trusted, "created_at": created,
         "expires_at": expires, "trust_report": verdict.trust_report, "flavors_trust": verdict.flavors_trust,
-        "host_manifest_digest": store_host_manifest(session, manifest), "evidence_digest": evidence.digest,
+        "host_manifest_digest": store_host_manifest(session, app, manifest), "evidence_digest": evidence.digest,
         "jwt": sign_attestation_result(result, signer.key, signer.kid), "created_by": actor,
         "tags": dict(verdict.tags),
     }  # fmt: skip
@@ -559,19 +560,38 @@ def manifest_digest(manifest: HostManifest) -> str:
     return found
 
 
-def store_host_manifest(session: Session, manifest: HostManifest) -> str:
-    """Store the manifest's SecL JSON once (a row per distinct document); return its digest."""
+def store_host_manifest(session: Session, app: Flask, manifest: HostManifest) -> str:
+    """Store the manifest's SecL JSON once (a row per distinct document); return its digest.
+
+    Rows of ``host_manifests`` are never deleted, so a digest this process has seen committed needs no
+    look at the database (:func:`remember_stored_manifest`); the others are looked up before ~50 KB is
+    sent, and inserted unless another worker stored the same manifest meanwhile.
+    """
     digest = manifest_digest(manifest)
-    # Most reports are of a host whose manifest is stored already: look before sending ~50 KB to the database.
+    if stored_manifests(app).get(digest):
+        return digest
     if session.connection().execute(_MANIFEST_STORED, {"digest": digest}).first() is not None:
+        stored_manifests(app).put(digest, True)  # committed by someone: it is there to stay
         return digest
     values = {"digest": digest, "document": host_manifest_to_json(manifest), "created_at": utcnow()}
     upsert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else postgresql_insert
-    # Another worker may store the same manifest between the look and the insert.
     session.execute(
         upsert(HostManifestRecord).values(**values).on_conflict_do_nothing(index_elements=["digest"])
     )
     return digest
+
+
+def stored_manifests(app: Flask) -> ResultMemo[str, bool]:
+    """The digests of host manifests this process knows to be committed."""
+    memo = app.extensions.get(_STORED_MANIFESTS)
+    if memo is None:
+        memo = app.extensions[_STORED_MANIFESTS] = ResultMemo(size=4096)
+    return memo
+
+
+def remember_stored_manifest(app: Flask, report: StoredReport) -> None:
+    """Call after committing ``report``: its manifest row is committed too (inserted or found)."""
+    stored_manifests(app).put(report.host_manifest_digest, True)
 
 
 def attest_host(session: Session, app: Flask, host: Host, *, actor: str) -> StoredReport:
@@ -590,5 +610,6 @@ def report_on(session: Session, app: Flask, host: Host, evidence: Evidence, *, a
     verdict = judge(session, app, host, evidence, now)
     row = add_signed_report(session, app, host, evidence, verdict, now=now, actor=actor)
     session.commit()
+    remember_stored_manifest(app, row)
     log.info("report %s for host %s: %s", row.id, host.name, "trusted" if verdict.trusted else "UNTRUSTED")
     return row

@@ -153,6 +153,7 @@ class ReportProcessor:
             trusted = verdict.trusted
             reused = previous is not None
             session.commit()
+            verifier.remember_stored_manifest(self.app, row)
             log.info("report %s for host %s: %s%s", row.id, host.name, "trusted" if trusted else "UNTRUSTED",
                      f" (re-used {previous.id})" if previous else "")  # fmt: skip
             return {

@@ -19,7 +19,12 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 
 class HostManifestRecord(Base):
-    """One distinct host manifest (SecL JSON), stored once however many reports were judged on it."""
+    """One distinct host manifest (SecL JSON), stored once however many reports were judged on it.
+
+    Rows are never deleted: the verifier remembers the digests it has seen committed and skips the lookup
+    for them (:func:`secl.central.hvs.verifier.store_host_manifest`). A clean-up of rows that no report
+    references must keep that in mind (and take the central's processes down, or tell them).
+    """
 
     __tablename__ = "host_manifests"
 

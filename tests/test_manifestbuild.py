@@ -24,10 +24,11 @@ from secl.core.hashalg import HashAlg
 from secl.core.hostmanifest import parse_host_manifest, replay_manifest_event_logs
 from secl.core.manifestbuild import (
     ManifestBuildError,
+    ManifestMemo,
     assemble_host_manifest,
     build_host_manifest,
     host_manifest_to_json,
-    manifest_key,
+    manifest_inputs_key,
 )
 from secl.core.pcrevents import PcrRef
 from secl.core.quote import secl_qualifying_data, verify_quote
@@ -250,29 +251,33 @@ def test_secl_type_names_and_ids() -> None:
 
 
 @pytest.mark.swtpm
-def test_manifest_key_is_equal_for_equal_inputs_and_differs_for_any_change(swtpm: RunningSwtpm) -> None:
-    # The verifier memoizes manifests on this key: a key that missed a change would hand out a stale
-    # manifest, so every input must move it.
+def test_manifest_memo_hits_only_on_the_same_inputs_and_log(swtpm: RunningSwtpm) -> None:
+    # The verifier memoizes manifests: a key that missed a change would hand out a stale manifest, so
+    # every input must move the key, and the event log (compared, not keyed) must match byte for byte.
     from dataclasses import replace
 
     log_bytes = corpus_bytes(OVMF_LOG)
-    _, quote = _quote_on_swtpm(swtpm.tcti, log_bytes)
-    base = {
-        "host_info": HOST_INFO,
-        "verified_quote": quote,
-        "event_log": log_bytes,
-        "aik_certificate_pem": None,
-    }
-    assert manifest_key(**base) == manifest_key(**dict(base))
+    log, quote = _quote_on_swtpm(swtpm.tcti, log_bytes)
+    base = {"host_info": HOST_INFO, "verified_quote": quote, "aik_certificate_pem": None}
+    key = manifest_inputs_key(**base)
+    assert key == manifest_inputs_key(**dict(base))
     _, tampered = _quote_on_swtpm(swtpm.tcti, log_bytes, tamper_pcr7=True)  # PCR 7 differs
     changes = [
         {"verified_quote": tampered},
         {"verified_quote": replace(quote, pcrs=None)},
-        {"event_log": log_bytes[:-1]},
         {"host_info": {**HOST_INFO, "host_name": "other"}},
         {"aik_certificate_pem": _aik_pem()},
         {"asset_tag_digest": b"\x01" * 48},
         {"measurement_xmls": ("<Measurement/>",)},
     ]
-    keys = {manifest_key(**(base | change)) for change in changes}
-    assert len(keys) == len(changes) and manifest_key(**base) not in keys
+    keys = {manifest_inputs_key(**(base | change)) for change in changes}
+    assert len(keys) == len(changes) and key not in keys
+
+    memo = ManifestMemo(size=4)
+    built = assemble_host_manifest(**base, event_log=log)
+    remembered = memo.remember(key, log_bytes, built)
+    assert remembered.event_log_sha256 == hashlib.sha256(log_bytes).digest()
+    assert memo.lookup(key, bytes(bytearray(log_bytes))) is remembered  # equal bytes, another object
+    assert memo.lookup(key, log_bytes[:-1] + bytes([log_bytes[-1] ^ 1])) is None  # one bit differs
+    assert memo.lookup(key, log_bytes[:-1]) is None
+    assert memo.lookup(next(iter(keys)), log_bytes) is None

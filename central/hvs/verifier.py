@@ -70,6 +70,7 @@ from secl.core.attestation import (
     AttestationResult,
     certificate_sha384,
     evidence_digest,
+    evidence_digest_from_log_sha256,
     sign_attestation_result,
 )
 from secl.core.errors import EvidenceError
@@ -78,9 +79,10 @@ from secl.core.flavor import SignedFlavor
 from secl.core.hostmanifest import HostManifest, PcrEventLog
 from secl.core.manifestbuild import (
     ManifestEvidence,
+    ManifestMemo,
     assemble_host_manifest,
     host_manifest_to_json,
-    manifest_key,
+    manifest_inputs_key,
 )
 from secl.core.quote import VerifiedQuote, secl_qualifying_data, verify_quote
 from secl.core.rules_assettag import tag_certificate_der
@@ -121,6 +123,8 @@ class Evidence:
     host_info: dict[str, Any]
     quote: VerifiedQuote
     event_log: bytes
+    # SHA-256 of event_log, computed once (the manifest memo keeps it with the log).
+    event_log_sha256: bytes
     aik_certificate_pem: str | None
     # The application evidence (Measurement XMLs, PCR 15 events) as bytes, so a changed measurement log
     # changes the digest even when the quoted PCRs (wrongly) did not; empty when the host has none.
@@ -129,7 +133,7 @@ class Evidence:
     @cached_property
     def digest(self) -> str:
         if not self.application:
-            return evidence_digest(self.quote.pcr_digest, self.event_log)
+            return evidence_digest_from_log_sha256(self.quote.pcr_digest, self.event_log_sha256)
         framed = len(self.event_log).to_bytes(8, "big") + self.event_log + self.application
         return evidence_digest(self.quote.pcr_digest, framed)
 
@@ -215,7 +219,7 @@ class EvidenceMemos:
     """What the verifier remembers between reports, keyed on exact inputs (see :class:`ResultMemo`): host
     manifests (one per host boot, roughly) and AIK public keys by their certificate's PEM."""
 
-    manifests: ResultMemo[bytes, ManifestEvidence] = field(default_factory=lambda: ResultMemo(size=4096))
+    manifests: ManifestMemo = field(default_factory=lambda: ManifestMemo(size=4096))
     ak_keys: ResultMemo[str, AKPublic] = field(default_factory=lambda: ResultMemo(size=4096))
 
 
@@ -260,21 +264,30 @@ def verify_evidence(
         ak, answer.attest, answer.signature, qualifying_data=secl_qualifying_data(nonce, tag), pcrs=values
     )
     xmls, app_events = application_evidence(answer.raw)
-    key = manifest_key(
-        host_info=host_info, verified_quote=quote, event_log=answer.event_log, aik_certificate_pem=aik_pem,
-        asset_tag_digest=tag, measurement_xmls=xmls, application_events=app_events,
+    key = manifest_inputs_key(
+        host_info=host_info, verified_quote=quote, aik_certificate_pem=aik_pem, asset_tag_digest=tag,
+        measurement_xmls=xmls, application_events=app_events,
     )  # fmt: skip
-    built = memos.manifests.get(key) if memos is not None else None
-    if built is None:
+    remembered = memos.manifests.lookup(key, answer.event_log) if memos is not None else None
+    if remembered is None:
         built = assemble_host_manifest(
             host_info=host_info, verified_quote=quote, event_log=parse_event_log(answer.event_log),
             aik_certificate_pem=aik_pem, asset_tag_digest=tag, measurement_xmls=xmls,
             application_events=app_events,
         )  # fmt: skip
-        if memos is not None:
-            memos.manifests.put(key, built)
+        remembered = (memos.manifests if memos is not None else ManifestMemo(size=1)).remember(
+            key, answer.event_log, built
+        )
     application = render_event_log(app_events) + json.dumps(xmls).encode() if xmls or app_events else b""
-    return Evidence(built, host_info, quote, answer.event_log, aik_pem, application)
+    return Evidence(
+        remembered.built,
+        host_info,
+        quote,
+        answer.event_log,
+        remembered.event_log_sha256,
+        aik_pem,
+        application,
+    )
 
 
 def _ak_public(pem: str, memos: EvidenceMemos | None) -> AKPublic:

@@ -40,6 +40,7 @@ __all__ = [
     "AttestationResult",
     "certificate_sha384",
     "evidence_digest",
+    "evidence_digest_from_log_sha256",
     "sign_attestation_result",
     "verify_attestation_result",
 ]
@@ -58,7 +59,12 @@ class AttestationError(EvidenceError):
 
 def evidence_digest(quoted_pcr_digest: bytes, event_log: bytes) -> str:
     """Hex SHA-256(quoted PCR digest ‖ SHA-256(event log)): the identity of one host's evidence."""
-    return hashlib.sha256(quoted_pcr_digest + hashlib.sha256(event_log).digest()).hexdigest()
+    return evidence_digest_from_log_sha256(quoted_pcr_digest, hashlib.sha256(event_log).digest())
+
+
+def evidence_digest_from_log_sha256(quoted_pcr_digest: bytes, event_log_sha256: bytes) -> str:
+    """:func:`evidence_digest` for a caller that has hashed the event log already."""
+    return hashlib.sha256(quoted_pcr_digest + event_log_sha256).hexdigest()
 
 
 def certificate_sha384(der: bytes) -> str:

@@ -48,14 +48,17 @@ from secl.core.hostmanifest import HostManifest, PcrEventLog
 from secl.core.pcrevents import PcrRef, TpmEvent, freeze, replay_events, thaw
 from secl.core.quote import VerifiedQuote
 from secl.core.secltags import SeclTypeNamer, secl_event_tags, secl_type_id
+from secl.core.verifymemo import ResultMemo
 
 __all__ = [
     "ManifestBuildError",
     "ManifestEvidence",
+    "ManifestMemo",
+    "RememberedManifest",
     "assemble_host_manifest",
     "build_host_manifest",
     "host_manifest_to_json",
-    "manifest_key",
+    "manifest_inputs_key",
 ]
 
 _SPEC_ID_PREFIX = b"Spec ID Event"
@@ -187,11 +190,10 @@ def _quoted_values_key(verified_quote: VerifiedQuote) -> bytes:
     return b"".join(parts)
 
 
-def manifest_key(
+def manifest_inputs_key(
     *,
     host_info: Mapping[str, Any],
     verified_quote: VerifiedQuote,
-    event_log: bytes,
     aik_certificate_pem: str | None,
     asset_tag_digest: bytes | None = None,
     binding_key_certificate_pem: str | None = None,
@@ -199,13 +201,11 @@ def manifest_key(
     application_events: Sequence[PcrEventLog] = (),
     allow_workarounds: bool = False,
 ) -> bytes:
-    """A digest of everything :func:`assemble_host_manifest` reads: equal keys, equal manifests.
-
-    Lets a verifier memoize the manifest of a host whose boot has not changed. Each input is
-    length-prefixed, so no two different input sets share a serialization.
+    """A digest of everything :func:`assemble_host_manifest` reads except the event log, which a
+    :class:`ManifestMemo` keeps and compares instead. Each input is length-prefixed, so no two different
+    input sets share a serialization.
     """
     parts = [
-        event_log,
         _quoted_values_key(verified_quote),
         json.dumps(host_info, sort_keys=True, default=repr).encode(),
         (aik_certificate_pem or "").encode(),
@@ -224,6 +224,34 @@ def manifest_key(
         h.update(len(part).to_bytes(8, "big"))
         h.update(part)
     return h.digest()
+
+
+@dataclass(frozen=True)
+class RememberedManifest:
+    """A manifest built from an event log, with that log and its SHA-256 (the evidence digest needs it)."""
+
+    event_log: bytes
+    event_log_sha256: bytes
+    built: ManifestEvidence
+
+
+class ManifestMemo:
+    """Host manifests by their exact inputs, for a verifier that sees the same boot report after report.
+
+    Keyed on :func:`manifest_inputs_key`; the event log (tens of KB) is kept and compared byte for byte,
+    which costs a few microseconds where hashing it cost tens, and its SHA-256 is kept with it. A log that
+    differs is a miss. The caller owns the memo (one per verifier process), never module state.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self._memo: ResultMemo[bytes, RememberedManifest] = ResultMemo(size=size)
+
+    def lookup(self, key: bytes, event_log: bytes) -> RememberedManifest | None:
+        found = self._memo.get(key)
+        return found if found is not None and found.event_log == event_log else None
+
+    def remember(self, key: bytes, event_log: bytes, built: ManifestEvidence) -> RememberedManifest:
+        return self._memo.put(key, RememberedManifest(event_log, hashlib.sha256(event_log).digest(), built))
 
 
 def _replay(

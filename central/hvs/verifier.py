@@ -26,7 +26,7 @@ report and its JWT carry the tags of the certificate of a trusted ASSET_TAG flav
 
 from __future__ import annotations
 
-import dataclasses
+import copy
 import hashlib
 import json
 import logging
@@ -36,6 +36,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
+from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -84,7 +85,7 @@ from secl.core.manifestbuild import (
     host_manifest_to_json,
     manifest_inputs_key,
 )
-from secl.core.quote import VerifiedQuote, secl_qualifying_data, verify_quote
+from secl.core.quote import PCRValues, VerifiedQuote, secl_qualifying_data, verify_quote
 from secl.core.rules_assettag import tag_certificate_der
 from secl.core.rules_trust import chains_to
 from secl.core.tpm import AKPublic, load_ak_public
@@ -221,6 +222,10 @@ class EvidenceMemos:
 
     manifests: ManifestMemo = field(default_factory=lambda: ManifestMemo(size=4096))
     ak_keys: ResultMemo[str, AKPublic] = field(default_factory=lambda: ResultMemo(size=4096))
+    # Per AIK (one per host): the PCR values as the agent sent them (JSON) and as decoded.
+    pcr_values: ResultMemo[str, tuple[dict[str, Any], PCRValues]] = field(
+        default_factory=lambda: ResultMemo(size=4096)
+    )
 
 
 def evidence_memos(app: Flask) -> EvidenceMemos:
@@ -258,7 +263,7 @@ def verify_evidence(
             answer.event_log_error or "no event log in the quote answer", code="event-log-missing"
         )
     ak = _ak_public(key_source, memos)
-    values = pcr_banks_from_json(answer.pcrs)
+    values = _pcr_values(answer.pcrs, key_source, memos)
     tag = answer.asset_tag  # believed only because the quote's qualifying data binds it
     quote = verify_quote(
         ak, answer.attest, answer.signature, qualifying_data=secl_qualifying_data(nonce, tag), pcrs=values
@@ -288,6 +293,19 @@ def verify_evidence(
         aik_pem,
         application,
     )
+
+
+def _pcr_values(raw: Any, aik: str, memos: EvidenceMemos | None) -> PCRValues:
+    # A host between reboots sends the same 48-72 hex values every time: equal JSON (strings compared
+    # exactly) decodes to the same values, so the decoded ones are kept per AIK, read-only.
+    found = memos.pcr_values.get(aik) if memos is not None else None
+    if found is not None and found[0] == raw:
+        return found[1]
+    decoded = pcr_banks_from_json(raw)
+    values = MappingProxyType({bank: MappingProxyType(pcrs) for bank, pcrs in decoded.items()})
+    if memos is not None:
+        memos.pcr_values.put(aik, (copy.deepcopy(raw), values))
+    return values
 
 
 def _ak_public(pem: str, memos: EvidenceMemos | None) -> AKPublic:
@@ -348,20 +366,20 @@ def aik_trusted(app: Flask, evidence: Evidence, at: datetime) -> bool:
 # --- flavors and trust ------------------------------------------------------------------------------------
 
 
-def trust_anchors(app: Flask, at: datetime) -> TrustAnchors:
+def trust_anchors(app: Flask, at: datetime, revoked_tags: frozenset[bytes] = frozenset()) -> TrustAnchors:
+    """What the verifier trusts at ``at``: the Privacy CA, the flavor-signing chain, the Tag CA, and the
+    revoked tag certificates given."""
     signer = flavorstore.flavor_signer(app)
     return TrustAnchors(
         at=at, privacy_cas=(privacy_ca(app).issuer.certificate,), flavor_signing_cert=signer.certificate,
         flavor_cas=signer.chain[1:], flavor_intermediates=signer.chain[1:], memo=flavorstore.verification_memo(app),
-        tag_cas=tagstore.tag_ca_certificates(app),
+        tag_cas=tagstore.tag_ca_certificates(app), revoked_tag_certificates=revoked_tags,
     )  # fmt: skip
 
 
 def host_anchors(app: Flask, policy: HostPolicy, at: datetime) -> TrustAnchors:
     """The trust anchors for one host's report: the app's, and the host's revoked tag certificates."""
-    return dataclasses.replace(
-        trust_anchors(app, at), revoked_tag_certificates=policy.revoked_tag_certificates
-    )
+    return trust_anchors(app, at, policy.revoked_tag_certificates)
 
 
 def _for_evaluation(app: Flask, record: FlavorRecord) -> SignedFlavor:

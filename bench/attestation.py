@@ -14,14 +14,15 @@ stops and this process runs the same central application (``create_app``) for th
 
 (a) Recorded evidence. The agent's three answers (``GET /v2/host``, ``GET /v2/aik``, ``POST /v2/tpm/quote``
     over one nonce) are recorded once as JSON bodies. One report is then exactly the central's code minus
-    the network: decode the bodies (``agentclient.decode_quote_response``), ``verifier.verify_evidence``
-    (AIK from its certificate, quote verified, host manifest), ``verifier.report_on`` (the host's flavor
-    groups and flavors read through the ORM, each flavor's signature checked, every rule, the ES256
-    attestation-result JWT, the report row and its audit row, one commit). Two figures:
-    - warm: the central's memos as in service. An unchanged host's manifest (event log parsed and
-      replayed) and an unchanged flavor row (parsed, signature verified) come from the app's memos, keyed
-      on their exact inputs; the quote is verified, the rules run and the report is signed and stored
-      every time. This is a fleet re-attested between reboots, the load the bar describes.
+    the network: decode the bodies (``agentclient.decode_json_object``, ``decode_quote_response``), load
+    the host row (ORM), ``verifier.verify_evidence`` (AIK key, PCR values, quote verified, host manifest),
+    ``verifier.report_on`` (the host's flavor groups and flavors in one statement, each flavor verified,
+    every rule of every flavor, the ES256 attestation-result JWT, the report row, one commit). Two figures:
+    - warm: the central's memos as in service. What an unchanged host sends again (its AIK certificate,
+      PCR values, event log) and an unchanged flavor row come from the app's memos, keyed on their exact
+      inputs or compared byte for byte: the manifest is not rebuilt, a flavor not re-parsed; but the quote
+      is verified, every rule runs, and the report is signed and stored every time. This is a fleet
+      re-attested between reboots, the load the bar describes.
     - cold: the memos emptied before every report, so each report parses and replays the log and parses
       and verifies every flavor: the first report after a host's reboot or a flavor change.
 (b) Live. N ``POST /hvs/v2/reports`` through the Flask test client; ``time.process_time()`` around each is
@@ -284,7 +285,7 @@ def bench_recorded(
     print(f"    evidence: secl-trustagent on a swtpm (RSA-2048 AIK from the central's Privacy CA), quote of "
           f"sha1+sha256 x 24 PCRs; {log_name}: {events} events")  # fmt: skip
     print(f"    flavors: {', '.join(stack.imported)} imported through the default templates, P-384 signed")
-    print(f"    store: the central's SQLite (WAL, synchronous=NORMAL), report + audit row, one commit per report "
+    print(f"    store: the central's SQLite (WAL, synchronous=NORMAL), the report row, one commit per report "
           f"({_filesystem(stack.work)})")  # fmt: skip
     warm, cold, bare = interleaved_rates(
         [lambda: recorded_report(stack, recorded),

@@ -247,7 +247,7 @@ def recorded_report(stack: Stack, recorded: Recorded, *, cold: bool = False) -> 
     """One report from the recorded answers through the central's own code; returns the verdict."""
     from secl.central.hvs import flavorstore, verifier
     from secl.central.hvs.agentclient import decode_json_object, decode_quote_response
-    from secl.central.store.hvs_flavor_models import Host
+    from secl.central.hvs.hoststore import find_host
 
     app = stack.app
     if cold:
@@ -262,7 +262,8 @@ def recorded_report(stack: Stack, recorded: Recorded, *, cold: bool = False) -> 
         evidence = verifier.verify_evidence(
             recorded.nonce, host_info, aik, answer, memos=verifier.evidence_memos(app)
         )
-        host = session.get(Host, stack.host_id)
+        host = find_host(session, stack.host_id)  # as the worker reads a job's host
+        assert host is not None
         return verifier.report_on(session, app, host, evidence, actor="bench").trusted
 
 

@@ -28,7 +28,7 @@ from secl.central import audit
 from secl.central.endpoints import current_principal, endpoint
 from secl.central.errors import Conflict, NotFound
 from secl.central.hvs import flavorstore, softwareflavors, verifier
-from secl.central.hvs.hosts import get_host
+from secl.central.hvs.hoststore import get_host
 from secl.central.hvs.schemas import Strict
 from secl.central.hvs.store_schemas import (
     ConnectionString,

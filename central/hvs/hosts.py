@@ -22,6 +22,7 @@ from secl.central.cms.enrollment import host_of
 from secl.central.endpoints import current_principal, endpoint
 from secl.central.errors import Conflict, Forbidden, NotFound
 from secl.central.hvs.groupstore import get_group, groups_by_name, host_groups
+from secl.central.hvs.hoststore import get_host
 from secl.central.hvs.store_schemas import (
     HostCollection,
     HostCreate,
@@ -41,13 +42,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 # --- service ----------------------------------------------------------------------------------------------
-
-
-def get_host(session: Session, host_id: str) -> Host:
-    host = session.get(Host, host_id)
-    if host is None:
-        raise NotFound(f"no host {host_id}", code="host-not-found")
-    return host
 
 
 @dataclass(frozen=True)

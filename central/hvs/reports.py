@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field, model_validator
 from secl.central.endpoints import current_principal, endpoint
 from secl.central.errors import NotFound
 from secl.central.hvs import verifier
-from secl.central.hvs.hosts import get_host
+from secl.central.hvs.hoststore import get_host
 from secl.central.hvs.schemas import Strict
 from secl.central.hvs.store_schemas import HostName, UUIDStr
 from secl.central.hvs.views import bp

@@ -30,7 +30,7 @@ from secl.central.endpoints import current_principal, endpoint
 from secl.central.errors import Conflict, NotFound, ValidationFailed
 from secl.central.hvs import flavorstore, verifier
 from secl.central.hvs.agentclient import AgentClient, AgentError
-from secl.central.hvs.hosts import get_host
+from secl.central.hvs.hoststore import get_host
 from secl.central.hvs.schemas import Strict
 from secl.central.hvs.store_schemas import (
     ConnectionString,

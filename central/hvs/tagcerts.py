@@ -33,7 +33,7 @@ from secl.central.endpoints import current_principal, endpoint
 from secl.central.errors import APIError, Conflict, NotFound, ValidationFailed
 from secl.central.hvs import flavorstore, jobs, tagstore, verifier
 from secl.central.hvs.agentclient import AgentError
-from secl.central.hvs.hosts import get_host
+from secl.central.hvs.hoststore import get_host
 from secl.central.hvs.schemas import Strict
 from secl.central.hvs.store_schemas import FlavorCollectionIn, FlavorCreate, UUIDStr
 from secl.central.hvs.views import bp

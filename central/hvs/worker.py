@@ -37,6 +37,7 @@ from flask import Flask
 from secl.central.errors import APIError
 from secl.central.hvs import flavorstore, jobs, verifier
 from secl.central.hvs.hostpolicy import HostPolicy, load_host_policy
+from secl.central.hvs.hoststore import find_host
 from secl.central.hvs.jobs import ClaimedJob
 from secl.central.hvs.privacyca import privacy_ca
 from secl.central.store.db import Database
@@ -126,7 +127,7 @@ class ReportProcessor:
 
     def __call__(self, job: ClaimedJob) -> dict[str, Any]:
         with self.database.sessions() as session:
-            host = session.get(Host, job.host_id)
+            host = find_host(session, job.host_id)
             if host is None:
                 raise JobFailed("host-not-found", f"no host {job.host_id}", retryable=False)
             try:

@@ -38,6 +38,9 @@ class CentralConfig:
     certificate_days: int = 365
     # The Privacy CA accepts only EKs registered through /hvs/v2/tpm-endorsements (chain or not).
     require_ek_registration: bool = False
+    # Hosts whose last boot (manifest, ~260 KiB each) each central process keeps in memory, so their
+    # next report skips parsing and replaying the event log. 0 keeps none.
+    verifier_memo_hosts: int = 1024
     log_level: str = "INFO"
 
     @property

@@ -229,10 +229,15 @@ class EvidenceMemos:
 
 
 def evidence_memos(app: Flask) -> EvidenceMemos:
-    """The application's memos (made on first use; one per central process)."""
+    """The application's memos (made on first use; one per central process), sized by the configuration's
+    ``verifier_memo_hosts`` (a remembered manifest is ~260 KiB)."""
     memos = app.extensions.get(_EVIDENCE_MEMOS)
     if memos is None:
-        memos = app.extensions[_EVIDENCE_MEMOS] = EvidenceMemos()
+        hosts = max(0, int(app.extensions["secl.config"].verifier_memo_hosts))
+        memos = app.extensions[_EVIDENCE_MEMOS] = EvidenceMemos(
+            manifests=ManifestMemo(size=hosts), ak_keys=ResultMemo(size=max(hosts, 1)),
+            pcr_values=ResultMemo(size=max(hosts, 1)),
+        )  # fmt: skip
     return memos
 
 

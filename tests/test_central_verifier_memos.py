@@ -1,12 +1,18 @@
-"""The verifier's per-process memos are sized by ``verifier_memo_hosts`` (a remembered boot is ~260 KiB)."""
+"""The verifier's per-process memos: sized by ``verifier_memo_hosts`` (a remembered boot is ~260 KiB), and
+forgotten when the database disagrees with them."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from flask import Flask
 from secl.central.hvs import verifier
+from secl.central.store.hvs_flavor_models import Host
+from sqlalchemy.exc import IntegrityError
 
 
 def _memos(app: Flask, hosts: int) -> verifier.EvidenceMemos:
@@ -29,3 +35,25 @@ def test_memo_size_follows_the_configuration(central_app: Flask) -> None:
     kept = two.manifests.lookup(b"key2", b"log")
     assert kept is not None and kept.built is built
     assert two.manifests.lookup(b"key2", b"other log") is None
+
+
+def test_a_remembered_manifest_that_is_gone_is_forgotten(central_app: Flask) -> None:
+    # The database lost a manifest row this process remembered as stored (restored from a backup): the
+    # report's INSERT is refused, and the memo goes, so the next attempt stores the manifest again.
+    gone = "0" * 64
+    now = datetime.now(UTC)
+    with central_app.app_context(), central_app.extensions["secl.db"].sessions() as session:
+        host = Host(name="h", connection_string="intel:https://h:1443")
+        session.add(host)
+        session.commit()
+        verifier.stored_manifests(central_app).put(gone, True)
+        values = {
+            "id": str(uuid.uuid4()), "host_id": host.id, "trusted": True, "created_at": now,
+            "expires_at": now + timedelta(hours=1), "trust_report": {}, "flavors_trust": {},
+            "host_manifest_digest": gone, "evidence_digest": "e" * 64, "jwt": "x.y.z", "created_by": "test",
+            "tags": {},
+        }  # fmt: skip
+        with pytest.raises(IntegrityError):
+            verifier.insert_report(session, central_app, values)
+        session.rollback()
+    assert verifier.stored_manifests(central_app).get(gone) is None

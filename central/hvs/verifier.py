@@ -62,6 +62,7 @@ from secl.central.store.models import utcnow
 from sqlalchemy import bindparam, insert, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from secl.core.appeventlog import parse_event_log as parse_app_event_log
@@ -579,10 +580,28 @@ def add_signed_report(
         "jwt": sign_attestation_result(result, signer.key, signer.kid), "created_by": actor,
         "tags": dict(verdict.tags),
     }  # fmt: skip
-    # An INSERT rather than an ORM object in the session: a report row is written once and never changed,
-    # and the unit of work's bookkeeping costs more than the row.
-    session.connection().execute(_INSERT_REPORT, values)
+    insert_report(session, app, values)
     return StoredReport(**values)
+
+
+def insert_report(session: Session, app: Flask, values: Mapping[str, Any]) -> None:
+    """INSERT one report row (not committed).
+
+    An INSERT rather than an ORM object in the session: a report row is written once and never changed,
+    and the unit of work's bookkeeping costs more than the row. Should its manifest be missing although
+    this process remembered it stored (the database was restored from an older backup, or the row was
+    deleted by hand), the memo is dropped and the error raised: the next attempt stores the manifest again.
+    """
+    try:
+        session.connection().execute(_INSERT_REPORT, dict(values))
+    except IntegrityError:
+        if app.extensions.pop(_STORED_MANIFESTS, None) is not None:
+            log.error(
+                "report for host %s not stored: the database refused the row (its host or its manifest %s "
+                "is missing); the central forgot which manifests it had stored, the next attempt stores it",
+                values.get("host_id"), values.get("host_manifest_digest"),
+            )  # fmt: skip
+        raise
 
 
 def manifest_digest(manifest: HostManifest) -> str:

@@ -135,8 +135,25 @@ class PcrMatchesConstant:
         )
 
 
+class _ExpectsEvents:
+    """What the two event-log rules share: their JSON body and the identities of the expected events, each
+    computed once per rule (a rule lives as long as its flavor)."""
+
+    pcr: PcrRef
+    events: tuple[TpmEvent, ...]
+
+    @cached_property
+    def body(self) -> dict[str, Any]:
+        """The rule's JSON (read-only: every result shares it)."""
+        return _events_body(self.pcr, self.events)
+
+    @cached_property
+    def _expected_keys(self) -> frozenset[tuple[str, str]]:
+        return _keys(self.events)
+
+
 @dataclass(frozen=True)
-class PcrEventLogEquals:
+class PcrEventLogEquals(_ExpectsEvents):
     """The PCR's event log holds exactly the expected events, after dropping events with excluded tags.
 
     With ``exclude_tags`` this is SecL's PcrEventLogEqualsExcluding (VMware flavors exclude per-boot
@@ -153,15 +170,6 @@ class PcrEventLogEquals:
         if self.exclude_tags:
             return RuleName.PCR_EVENT_LOG_EQUALS_EXCLUDING
         return RuleName.PCR_EVENT_LOG_EQUALS
-
-    @cached_property
-    def body(self) -> dict[str, Any]:
-        """The rule's JSON (read-only: every result shares it)."""
-        return _events_body(self.pcr, self.events)
-
-    @cached_property
-    def _expected_keys(self) -> frozenset[tuple[str, str]]:
-        return _keys(self.events)
 
     def apply(self, manifest: HostManifest) -> RuleResult:
         faults: list[Fault] = []
@@ -198,22 +206,13 @@ class PcrEventLogEquals:
 
 
 @dataclass(frozen=True)
-class PcrEventLogIncludes:
+class PcrEventLogIncludes(_ExpectsEvents):
     """The PCR's event log contains (at least) the expected events."""
 
     pcr: PcrRef
     events: tuple[TpmEvent, ...]
     marker: str
     name: str = RuleName.PCR_EVENT_LOG_INCLUDES
-
-    @cached_property
-    def body(self) -> dict[str, Any]:
-        """The rule's JSON (read-only: every result shares it)."""
-        return _events_body(self.pcr, self.events)
-
-    @cached_property
-    def _expected_keys(self) -> frozenset[tuple[str, str]]:
-        return _keys(self.events)
 
     def apply(self, manifest: HostManifest) -> RuleResult:
         faults: list[Fault] = []

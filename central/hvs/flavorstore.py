@@ -182,11 +182,8 @@ def flavor_rows(
     *,
     flavor_ids: Sequence[str] | None = None,
     flavorgroup_id: str | None = None,
-    hardware_uuid: str | None = None,
 ) -> list[StoredFlavor]:
     statement = select(StoredFlavor).order_by(StoredFlavor.created_at, StoredFlavor.id)
-    if hardware_uuid is not None:
-        statement = statement.where(StoredFlavor.hardware_uuid == hardware_uuid.lower())
     if flavor_ids is not None:
         statement = statement.where(StoredFlavor.id.in_(list(flavor_ids)))
     if flavorgroup_id is not None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask
-from secl.central.hvs import groupstore
+from secl.central.hvs import groupstore, tagstore
 from secl.central.hvs.store_schemas import FlavorMatchPolicy
 from secl.central.store.hvs_flavor_models import (
     FlavorGroup,
@@ -27,9 +27,7 @@ from secl.central.store.hvs_flavor_models import (
     flavorgroup_flavors,
     host_flavorgroups,
 )
-from secl.central.store.hvs_tag_models import TagCertificateRecord
 from sqlalchemy import Text, bindparam, cast, literal, null, select, union_all
-from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from secl.core.verifymemo import ResultMemo
@@ -82,10 +80,6 @@ _POLICY = (
     select(*(c for c in _GROUPS_AND_OWN.c if c.name != "created_at"))
     .order_by(_GROUPS_AND_OWN.c.created_at, _GROUPS_AND_OWN.c.id)
 )  # fmt: skip
-_REVOKED = select(TagCertificateRecord.sha384).where(
-    TagCertificateRecord.hardware_uuid == bindparam("hardware_uuid"),
-    TagCertificateRecord.revoked.is_(True),
-)
 
 
 @dataclass(frozen=True)
@@ -162,7 +156,7 @@ def load_host_policy(session: Session, app: Flask, host: Host) -> HostPolicy:
     )  # fmt: skip
     # Only an ASSET_TAG flavor's TagCertificateTrusted reads the revocations: skip the query without one.
     tagged = any(f.flavor_part == "ASSET_TAG" for g in judged for f in g.flavors)
-    return HostPolicy(judged, _revoked(connection, hardware_uuid) if tagged else frozenset())
+    return HostPolicy(judged, tagstore.revoked_digests(session, hardware_uuid) if tagged else frozenset())
 
 
 def _wants_own(policies: Sequence[FlavorMatchPolicy]) -> bool:
@@ -189,10 +183,3 @@ def _record(row: Any) -> FlavorRecord:
 def _with_own(group: tuple[FlavorRecord, ...], own: tuple[FlavorRecord, ...]) -> tuple[FlavorRecord, ...]:
     known = {f.id for f in group}
     return group + tuple(f for f in own if f.id not in known)
-
-
-def _revoked(connection: Connection, hardware_uuid: str | None) -> frozenset[bytes]:
-    if hardware_uuid is None:
-        return frozenset()
-    rows = connection.execute(_REVOKED, {"hardware_uuid": hardware_uuid}).scalars()
-    return frozenset(bytes.fromhex(digest) for digest in rows)

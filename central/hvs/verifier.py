@@ -82,6 +82,7 @@ from secl.core.hostmanifest import HostManifest, PcrEventLog
 from secl.core.manifestbuild import (
     ManifestEvidence,
     ManifestMemo,
+    RememberedManifest,
     assemble_host_manifest,
     host_manifest_to_json,
     manifest_inputs_key,
@@ -219,7 +220,7 @@ def collect_evidence(
 @dataclass(frozen=True)
 class EvidenceMemos:
     """What the verifier remembers between reports, keyed on exact inputs (see :class:`ResultMemo`): host
-    manifests (one per host boot, roughly) and AIK public keys by their certificate's PEM."""
+    manifests (one per host boot, roughly), and per AIK certificate its parsed key and decoded PCR values."""
 
     manifests: ManifestMemo = field(default_factory=lambda: ManifestMemo(size=4096))
     ak_keys: ResultMemo[str, AKPublic] = field(default_factory=lambda: ResultMemo(size=4096))
@@ -286,8 +287,10 @@ def verify_evidence(
             aik_certificate_pem=aik_pem, asset_tag_digest=tag, measurement_xmls=xmls,
             application_events=app_events,
         )  # fmt: skip
-        remembered = (memos.manifests if memos is not None else ManifestMemo(size=1)).remember(
-            key, answer.event_log, built
+        remembered = (
+            memos.manifests.remember(key, answer.event_log, built)
+            if memos is not None
+            else RememberedManifest.of(answer.event_log, built)
         )
     application = render_event_log(app_events) + json.dumps(xmls).encode() if xmls or app_events else b""
     return Evidence(

@@ -234,6 +234,10 @@ class RememberedManifest:
     event_log_sha256: bytes
     built: ManifestEvidence
 
+    @classmethod
+    def of(cls, event_log: bytes, built: ManifestEvidence) -> RememberedManifest:
+        return cls(event_log, hashlib.sha256(event_log).digest(), built)
+
 
 class ManifestMemo:
     """Host manifests by their exact inputs, for a verifier that sees the same boot report after report.
@@ -251,7 +255,7 @@ class ManifestMemo:
         return found if found is not None and found.event_log == event_log else None
 
     def remember(self, key: bytes, event_log: bytes, built: ManifestEvidence) -> RememberedManifest:
-        return self._memo.put(key, RememberedManifest(event_log, hashlib.sha256(event_log).digest(), built))
+        return self._memo.put(key, RememberedManifest.of(event_log, built))
 
 
 def _replay(

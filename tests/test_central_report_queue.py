@@ -463,3 +463,77 @@ def test_queued_attestation_with_a_real_agent_and_reuse(
     job, third = attest()
     assert job["reused"] is False and third["trusted"] is False
     assert third["evidence_digest"] != first["evidence_digest"]
+
+
+def _golden_host(
+    live_central: LiveCentral, headers: dict[str, str], agent: ProvisionedAgent, name: str
+) -> str:
+    host = api(live_central, headers, "POST", "/hvs/v2/hosts",
+               json={"host_name": name, "connection_string": agent.connection_string})  # fmt: skip
+    assert host.status_code == 201, host.text
+    return host.json()["id"]
+
+
+def test_a_batch_is_judged_together_and_one_refused_host_fails_alone(
+    live_central: LiveCentral, central_state: CentralState, golden: ProvisionedAgent, central_app: Flask
+) -> None:
+    """Two jobs in one batch, fetched on two lanes and judged in one transaction: the second host points
+    at the same agent, so its evidence carries a hardware UUID that belongs to the first: refused, while
+    the first host's report is stored."""
+    headers = admin_headers(live_central, central_state)
+    first = _golden_host(live_central, headers, golden, "golden")
+    imported = api(live_central, headers, "POST", "/hvs/v2/flavors/from-host", json={"host_id": first})
+    assert imported.status_code == 201, imported.text  # records the golden host's hardware UUID
+    impostor = _golden_host(live_central, headers, golden, "impostor")
+    with _database(central_app).sessions() as session:
+        queued = jobs.enqueue(session, [first, impostor], actor="test")
+    by_host = {job.host_id: job.id for job in queued}
+    worker = Worker(central_app, name="batch", refresh=False, batch_size=5, concurrency=2)
+    outcomes = {o.job_id: o for o in worker.run_once()}
+    assert outcomes[by_host[first]].status == "done", outcomes
+    assert outcomes[by_host[first]].result["trusted"] is True
+    refused = outcomes[by_host[impostor]]
+    assert (refused.status, refused.error_code) == ("failed", "evidence-invalid"), refused
+    with _database(central_app).sessions() as session:
+        stored = session.scalars(select(Report.host_id)).all()
+        assert stored == [first]
+        assert session.get(Host, impostor).status == "evidence-invalid"
+        assert session.get(Host, first).status == "connected"
+
+
+def test_a_batch_whose_commit_fails_is_stored_one_report_at_a_time(
+    live_central: LiveCentral, central_state: CentralState, golden: ProvisionedAgent, central_app: Flask
+) -> None:
+    """A report that cannot be stored fails its own job only: the batch's transaction is rolled back and
+    every other report stored again on its own."""
+    from secl.central.hvs import worker as worker_module
+
+    headers = admin_headers(live_central, central_state)
+    host_id = _golden_host(live_central, headers, golden, "golden")
+    imported = api(live_central, headers, "POST", "/hvs/v2/flavors/from-host", json={"host_id": host_id})
+    assert imported.status_code == 201, imported.text
+
+    attempts: list[str] = []
+
+    class OneBadReport(worker_module.ReportProcessor):
+        def _store(self, session, item, now):  # type: ignore[no-untyped-def]
+            attempts.append(item.job.id)
+            if item.job.id == "bad":
+                raise RuntimeError("disk full")
+            return super()._store(session, item, now)
+
+    def job(job_id: str) -> ClaimedJob:  # not in the queue: attest() stores reports, the Worker the jobs
+        return ClaimedJob(job_id, host_id, "test", 1, 3, "test", "token")
+
+    processor = OneBadReport(central_app, actor="test", reuse=False)
+    batch = [processor.fetch(job(job_id)) for job_id in ("good-1", "bad", "good-2")]
+    with central_app.app_context():
+        outcomes = processor.attest(batch)
+    assert attempts == ["good-1", "bad", "good-1", "bad", "good-2"]  # batch, then one by one
+    good_1, bad, good_2 = outcomes
+    assert isinstance(bad, JobFailed) and (bad.code, bad.retryable) == ("internal-error", True)
+    assert "disk full" in bad.message
+    assert not isinstance(good_1, JobFailed) and not isinstance(good_2, JobFailed)
+    with _database(central_app).sessions() as session:
+        stored = set(session.scalars(select(Report.id)).all())
+    assert stored == {good_1["report_id"], good_2["report_id"]}

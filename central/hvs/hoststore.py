@@ -5,6 +5,8 @@ Kept apart from the route module, like ``groupstore``, so the worker can import 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from secl.central.errors import NotFound
 from secl.central.store.hvs_flavor_models import Host
 from sqlalchemy import bindparam, select
@@ -26,3 +28,10 @@ def get_host(session: Session, host_id: str) -> Host:
     if host is None:
         raise NotFound(f"no host {host_id}", code="host-not-found")
     return host
+
+
+def find_hosts(session: Session, host_ids: Sequence[str]) -> dict[str, Host]:
+    """The hosts with these ids that exist, by id, in one statement (a worker's batch)."""
+    if not host_ids:
+        return {}
+    return {h.id: h for h in session.scalars(select(Host).where(Host.id.in_(set(host_ids))))}

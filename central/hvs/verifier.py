@@ -149,11 +149,14 @@ def agent_client(app: Flask, connection_string: str) -> AgentClient:
 
 
 def _set_status(session: Session, host: Host | None, status: str, detail: str) -> None:
+    """Set the host's status and commit it, with whatever else about the host changed (its hardware UUID).
+    An unchanged host commits nothing: a worker judging a batch keeps one transaction for all of it."""
     if host is None:
         return
     if (host.status, host.status_detail) != (status, detail):
         host.status, host.status_detail, host.updated_at = status, detail[:4000], utcnow()
-    session.commit()
+    if host in session.dirty:
+        session.commit()
 
 
 def _refuse(session: Session, host: Host | None, fault: str, message: str) -> EvidenceInvalid:
@@ -172,6 +175,41 @@ def _banks(host_info: dict[str, Any]) -> list[str]:
     return ["SHA1", "SHA256"]
 
 
+@dataclass(frozen=True)
+class FetchedEvidence:
+    """The agent's three answers to one quote request over ``nonce``, not yet checked."""
+
+    nonce: bytes
+    host_info: dict[str, Any]
+    aik: dict[str, Any]
+    answer: QuoteResponse
+
+
+def fetch_evidence(
+    app: Flask, host: Host | None, *, client: AgentClient | None = None, pcrs: Sequence[int] = ALL_PCRS
+) -> FetchedEvidence:
+    """Ask the host's agent for its host info, AIK and a quote over a fresh nonce (the network part of
+    :func:`collect_evidence`; nothing is checked or stored). Raises :class:`AgentError`."""
+    own_client = client is None
+    if client is None:
+        assert host is not None
+        client = agent_client(app, host.connection_string)
+    nonce = os.urandom(NONCE_BYTES)
+    try:
+        host_info = client.host_info()
+        aik = client.aik()
+        return FetchedEvidence(nonce, host_info, aik, client.quote(nonce, list(pcrs), _banks(host_info)))
+    finally:
+        if own_client:
+            client.close()
+
+
+def agent_failed(session: Session, host: Host | None, exc: AgentError) -> AgentFailed:
+    """Commit the host status an agent error means, and return the 409 to raise."""
+    _set_status(session, host, exc.host_status, f"{exc.code}: {exc.message}")
+    return AgentFailed(exc.message, code=exc.code)
+
+
 def collect_evidence(
     session: Session,
     app: Flask,
@@ -185,24 +223,20 @@ def collect_evidence(
     ``client`` defaults to an :class:`AgentClient` for ``host.connection_string``. Raises
     :class:`AgentFailed` or :class:`EvidenceInvalid` (both 409) after committing the host's new status.
     """
-    own_client = client is None
-    if client is None:
-        assert host is not None
-        client = agent_client(app, host.connection_string)
-    nonce = os.urandom(NONCE_BYTES)
     try:
-        host_info = client.host_info()
-        aik = client.aik()
-        answer = client.quote(nonce, list(pcrs), _banks(host_info))
+        fetched = fetch_evidence(app, host, client=client, pcrs=pcrs)
     except AgentError as exc:
-        _set_status(session, host, exc.host_status, f"{exc.code}: {exc.message}")
-        raise AgentFailed(exc.message, code=exc.code) from None
-    finally:
-        if own_client:
-            client.close()
+        raise agent_failed(session, host, exc) from None
+    return accept_evidence(session, app, host, fetched)
 
+
+def accept_evidence(session: Session, app: Flask, host: Host | None, fetched: FetchedEvidence) -> Evidence:
+    """Verify what the agent sent and build the host manifest; record the host's hardware UUID and status
+    (committed when they change). Raises :class:`EvidenceInvalid` after committing the host's new status."""
     try:
-        evidence = verify_evidence(nonce, host_info, aik, answer, memos=evidence_memos(app))
+        evidence = verify_evidence(
+            fetched.nonce, fetched.host_info, fetched.aik, fetched.answer, memos=evidence_memos(app)
+        )
     except EvidenceError as exc:
         raise _refuse(session, host, exc.code, exc.message) from None
     except (ValueError, TypeError, AttributeError) as exc:  # a shape the parsers did not expect
@@ -212,7 +246,7 @@ def collect_evidence(
         log.info("event log of %s does not replay to the quoted PCRs: %s", host.name if host else "host",
                  {f"{r.bank}:{r.index}": v for r, v in built.replay_mismatches.items()})  # fmt: skip
     if host is not None:
-        _record_hardware_uuid(session, host, host_info)
+        _record_hardware_uuid(session, host, fetched.host_info)
     _set_status(session, host, "connected", "")
     return evidence
 

@@ -663,7 +663,8 @@ def store_host_manifest(session: Session, app: Flask, manifest: HostManifest) ->
     if stored_manifests(app).get(digest):
         return digest
     if session.connection().execute(_MANIFEST_STORED, {"digest": digest}).first() is not None:
-        stored_manifests(app).put(digest, True)  # committed by someone: it is there to stay
+        # Not remembered yet: in a worker's batch the row may be this transaction's own, which a rollback
+        # takes back. remember_stored_manifest records it once the report is committed.
         return digest
     values = {"digest": digest, "document": host_manifest_to_json(manifest), "created_at": utcnow()}
     upsert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else postgresql_insert

@@ -218,7 +218,9 @@ def start_stack(work: Path, log_name: str) -> Stack:
         raise
     finally:
         _stop(live.process)  # from here on only this process serves the central
-    return Stack(work, config, create_app(config), host_id, agent, swtpm_process, (username, password), parts)
+    app = create_app(config)
+    app.extensions["secl.db"].start_checkpointer()  # as secl-central worker and gunicorn's workers do
+    return Stack(work, config, app, host_id, agent, swtpm_process, (username, password), parts)
 
 
 # --- (a) recorded evidence --------------------------------------------------------------------------------

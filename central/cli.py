@@ -234,6 +234,7 @@ def worker(  # noqa: PLR0917  (one parameter per click option)
         app = create_app(config)
     except NotSetUp as exc:
         raise click.ClickException(str(exc)) from None
+    app.extensions["secl.db"].start_checkpointer()  # SQLite: commits do not wait on checkpoints
     runner = Worker(
         app, name=name, batch_size=batch_size, poll_interval=poll_interval, refresh=not no_refresh,
         refresh_margin=timedelta(seconds=refresh_margin), concurrency=concurrency,

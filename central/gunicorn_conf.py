@@ -52,6 +52,12 @@ access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms "%(a)s"'
 control_socket_disable = True
 
 
+def post_worker_init(worker: Any) -> None:
+    # Each forked worker checkpoints the SQLite log from its own thread (no-op on PostgreSQL), so a request
+    # never waits for a checkpoint's fsyncs; threads do not survive the fork from the preloading arbiter.
+    worker.wsgi.extensions["secl.db"].start_checkpointer()
+
+
 def ssl_context(conf: Any, default_ssl_context_factory: Any) -> ssl.SSLContext:
     context: ssl.SSLContext = default_ssl_context_factory()
     context.minimum_version = ssl.TLSVersion.TLSv1_2

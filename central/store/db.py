@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 from flask import Flask, current_app, g
+from secl.central.store.walcheckpoint import BACKSTOP_PAGES, DEFAULT_PAGES, WalCheckpointer
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -17,16 +18,46 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine: Engine = create_engine(url, **_engine_options(url))
+        self.checkpointer: WalCheckpointer | None = None
         if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "connect", self._sqlite_pragmas)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @property
     def is_sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
 
+    def start_checkpointer(self, interval: float | None = None) -> None:
+        """For a long-running process on SQLite: checkpoint the write-ahead log from a background thread
+        instead of in the committing threads (see :mod:`secl.central.store.walcheckpoint`). No-op on
+        PostgreSQL or when already running."""
+        if not self.is_sqlite or (self.checkpointer is not None and self.checkpointer.running):
+            return
+        self.checkpointer = WalCheckpointer(
+            self.engine, **({} if interval is None else {"interval": interval})
+        )
+        self.engine.dispose()  # pooled connections were opened with SQLite's default threshold
+        self.checkpointer.start()
+
     def dispose(self) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
+            self.checkpointer = None
         self.engine.dispose()
+
+    def _sqlite_pragmas(self, dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        # WAL lets readers proceed while a writer commits; foreign keys are off by default in SQLite.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        # In WAL mode NORMAL syncs at checkpoints, not at every commit: a crash of the central loses
+        # nothing, a power cut may lose the last commits but never corrupts the file (SQLite's documented
+        # guarantee). Production deployments use PostgreSQL; this is the embedded default.
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        threshold = BACKSTOP_PAGES if self.checkpointer is not None else DEFAULT_PAGES
+        cursor.execute(f"PRAGMA wal_autocheckpoint={threshold}")
+        cursor.close()
 
 
 def _json_dumps(value: Any) -> str:
@@ -40,19 +71,6 @@ def _engine_options(url: str) -> dict[str, Any]:
         # gunicorn's gthread workers share the engine between threads.
         return {"connect_args": {"check_same_thread": False, "timeout": 30}, **json_options}
     return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 10, **json_options}
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    # WAL lets readers proceed while a writer commits; foreign keys are off by default in SQLite.
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    # In WAL mode NORMAL syncs at checkpoints, not at every commit: a crash of the central loses nothing,
-    # a power cut may lose the last commits but never corrupts the file (SQLite's documented guarantee).
-    # Production deployments use PostgreSQL; this is the embedded default.
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
 
 
 def init_app(app: Flask, database: Database) -> None:

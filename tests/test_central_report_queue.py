@@ -537,3 +537,34 @@ def test_a_batch_whose_commit_fails_is_stored_one_report_at_a_time(
     with _database(central_app).sessions() as session:
         stored = set(session.scalars(select(Report.id)).all())
     assert stored == {good_1["report_id"], good_2["report_id"]}
+
+
+def test_a_job_that_breaks_while_judged_fails_alone(
+    live_central: LiveCentral, central_state: CentralState, golden: ProvisionedAgent, central_app: Flask
+) -> None:
+    """An unexpected error while one job of a batch is judged (a bug, a database error) fails that job,
+    retryably; the transaction starts afresh and the others are judged and stored."""
+    from secl.central.hvs import worker as worker_module
+
+    headers = admin_headers(live_central, central_state)
+    host_id = _golden_host(live_central, headers, golden, "golden")
+    imported = api(live_central, headers, "POST", "/hvs/v2/flavors/from-host", json={"host_id": host_id})
+    assert imported.status_code == 201, imported.text
+
+    class OneBadJudgement(worker_module.ReportProcessor):
+        def _judge(self, session, item, now):  # type: ignore[no-untyped-def]
+            super()._judge(session, item, now)
+            if item.job.id == "bad":
+                session.execute(text("SELECT * FROM no_such_table"))  # aborts a PostgreSQL transaction
+
+    processor = OneBadJudgement(central_app, actor="test", reuse=False)
+    batch = [processor.fetch(ClaimedJob(j, host_id, "test", 1, 3, "test", "t")) for j in ("a", "bad", "b")]
+    with central_app.app_context():
+        first, bad, second = processor.attest(batch)
+    assert isinstance(bad, JobFailed) and (bad.code, bad.retryable) == ("internal-error", True)
+    assert "no_such_table" in bad.message
+    assert not isinstance(first, JobFailed) and not isinstance(second, JobFailed)
+    assert first["trusted"] is True and second["trusted"] is True
+    with _database(central_app).sessions() as session:
+        stored = set(session.scalars(select(Report.id)).all())
+    assert stored == {first["report_id"], second["report_id"]}

@@ -196,14 +196,14 @@ class ReportProcessor:
                     evidence = verifier.accept_evidence(session, self.app, host, fetched.evidence)
                     attesting.append(_Attesting(index, fetched.job, host, evidence))
                 except Exception as exc:  # each job's failure is its own
-                    outcomes[index] = self._failure(fetched.job, exc)
+                    outcomes[index] = self._failure(session, fetched.job, exc)
             judged: list[_Attesting] = []
             for item in attesting:  # every host judged (or its previous report re-used)
                 try:
                     self._judge(session, item, now)
                     judged.append(item)
                 except Exception as exc:
-                    outcomes[item.index] = self._failure(item.job, exc)
+                    outcomes[item.index] = self._failure(session, item.job, exc)
             try:
                 rows = [self._store(session, item, now) for item in judged]
                 session.commit()
@@ -268,7 +268,7 @@ class ReportProcessor:
         }  # fmt: skip
 
     @staticmethod
-    def _failure(job: ClaimedJob, exc: Exception) -> JobFailed:
+    def _failure(session: Session, job: ClaimedJob, exc: Exception) -> JobFailed:
         if isinstance(exc, JobFailed):
             return exc
         if isinstance(exc, verifier.AgentFailed):  # the agent may come back: retry later
@@ -277,6 +277,9 @@ class ReportProcessor:
             detail = f" ({exc.details})" if exc.details else ""
             return JobFailed(exc.code, f"{exc.message}{detail}", retryable=False)
         log.exception("job %s (host %s) failed", job.id, job.host_id)
+        # A database error may have left the transaction unusable (PostgreSQL aborts it): start afresh
+        # for the rest of the batch. Nothing of the batch is pending yet (host status changes commit).
+        session.rollback()
         return JobFailed("internal-error", f"{type(exc).__name__}: {exc}", retryable=True)
 
     def _reusable(self, session: Session, host: Host, evidence_digest: str, basis: str) -> Report | None:
@@ -413,7 +416,12 @@ class Worker:
                 thread.join()
         if fetched:
             fetched.sort(key=lambda f: f[0])
-            results = self.process.attest([f for _, f in fetched])  # type: ignore[attr-defined]
+            try:
+                results = self.process.attest([f for _, f in fetched])  # type: ignore[attr-defined]
+            except Exception as exc:  # the database went away mid-batch: every job of it is retried
+                log.exception("batch of %d job(s) failed", len(fetched))
+                failure = JobFailed("internal-error", f"{type(exc).__name__}: {exc}", retryable=True)
+                results = [failure] * len(fetched)
             for (index, item), result in zip(fetched, results, strict=True):
                 done.append((index, self._record(item.job, result)))
         if pending:  # stopped: these never started

@@ -106,6 +106,10 @@ REPORT_VALIDITY = timedelta(hours=24)
 _REPORT_SIGNER = "secl.hvs.report_signer"
 _INSERT_REPORT = insert(Report.__table__)
 _MANIFEST_STORED = select(HostManifestRecord.digest).where(HostManifestRecord.digest == bindparam("digest"))
+_TAG_CERTIFICATES = select(
+    TagCertificateRecord.sha384, TagCertificateRecord.revoked,
+    TagCertificateRecord.not_before, TagCertificateRecord.not_after,
+).where(TagCertificateRecord.hardware_uuid == bindparam("hardware_uuid"))  # fmt: skip
 _EVIDENCE_MEMOS = "secl.hvs.evidence-memos"
 _STORED_MANIFESTS = "secl.hvs.stored-manifests"
 
@@ -403,7 +407,11 @@ def aik_trusted(app: Flask, evidence: Evidence, at: datetime) -> bool:
         return False
     cert = x509.load_der_x509_certificate(der)
     valid = cert.not_valid_before_utc <= at <= cert.not_valid_after_utc
-    return valid and chains_to(cert, (privacy_ca(app).issuer.certificate,), at)
+    # The signature check is remembered (by both certificates' exact DER), as the AikCertificateTrusted
+    # rule's is: the worker asks for every report it considers re-using.
+    return valid and chains_to(
+        cert, (privacy_ca(app).issuer.certificate,), at, memo=flavorstore.verification_memo(app)
+    )
 
 
 # --- flavors and trust ------------------------------------------------------------------------------------
@@ -533,9 +541,7 @@ def tag_basis(session: Session, app: Flask, host: Host, evidence: Evidence, at: 
     reported tag, the Tag CA, and the host's tag certificates (revoked or not, valid at ``at`` or not)."""
     digest = evidence.built.manifest.asset_tag_digest
     records = (
-        session.scalars(
-            select(TagCertificateRecord).where(TagCertificateRecord.hardware_uuid == host.hardware_uuid)
-        )
+        session.connection().execute(_TAG_CERTIFICATES, {"hardware_uuid": host.hardware_uuid}).all()
         if host.hardware_uuid is not None
         else []
     )

@@ -22,7 +22,6 @@ with a new validity window and a freshly signed attestation-result JWT (the job'
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import socket
@@ -34,6 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from cryptography.hazmat.primitives import hashes
 from flask import Flask
 from secl.central.errors import APIError
@@ -47,7 +47,7 @@ from secl.central.store.db import Database
 from secl.central.store.hvs_flavor_models import Host
 from secl.central.store.hvs_job_models import ReportJob
 from secl.central.store.hvs_report_models import Report
-from sqlalchemy import select
+from sqlalchemy import and_, bindparam, select
 from sqlalchemy.orm import Session
 
 from secl.core.attestation import certificate_sha384
@@ -73,6 +73,16 @@ class JobFailed(Exception):
 
 
 # --- what a report depends on ----------------------------------------------------------------------------
+
+# The host's newest report and the basis digest of the job that made it (built once; an index on each
+# side, so the read does not grow with the host's history).
+_NEWEST_REPORT = (
+    select(Report.id, Report.evidence_digest, ReportJob.basis_digest)
+    .outerjoin(ReportJob, and_(ReportJob.report_id == Report.id, ReportJob.status == "done"))
+    .where(Report.host_id == bindparam("host_id"))
+    .order_by(Report.created_at.desc(), Report.id.desc())
+    .limit(1)
+)
 
 
 def _fingerprint(cert: Any) -> str:
@@ -114,7 +124,9 @@ def basis_digest(
         # The reported tag, the Tag CA, and revocation and expiry of the host's tag certificates.
         "asset_tag": tags,
     }
-    return hashlib.sha256(json.dumps(basis, sort_keys=True, default=str).encode()).hexdigest()
+    return hashlib.sha256(
+        orjson.dumps(basis, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str)
+    ).hexdigest()
 
 
 # --- the default process: attest the host -----------------------------------------------------------------
@@ -283,16 +295,11 @@ class ReportProcessor:
         return JobFailed("internal-error", f"{type(exc).__name__}: {exc}", retryable=True)
 
     def _reusable(self, session: Session, host: Host, evidence_digest: str, basis: str) -> Report | None:
-        latest = session.scalar(
-            select(Report).where(Report.host_id == host.id)
-            .order_by(Report.created_at.desc(), Report.id.desc()).limit(1)
-        )  # fmt: skip
-        if latest is None or latest.evidence_digest != evidence_digest:
+        """The host's newest report when it was made (by a job) from this evidence on this basis."""
+        newest = session.connection().execute(_NEWEST_REPORT, {"host_id": host.id}).first()
+        if newest is None or (newest.evidence_digest, newest.basis_digest) != (evidence_digest, basis):
             return None
-        made_with = session.scalar(
-            select(ReportJob.basis_digest).where(ReportJob.report_id == latest.id, ReportJob.status == "done")
-        )
-        return latest if made_with == basis else None
+        return session.get(Report, newest.id)
 
 
 # --- the loop ---------------------------------------------------------------------------------------------

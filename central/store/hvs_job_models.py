@@ -47,7 +47,7 @@ class ReportJob(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     # The outcome: the report made (or re-used), or the error code of the last failure.
     report_id: Mapped[str | None] = mapped_column(
-        String(36), ForeignKey("reports.id", ondelete="SET NULL"), nullable=True
+        String(36), ForeignKey("reports.id", ondelete="SET NULL"), nullable=True, index=True
     )
     reused: Mapped[bool] = mapped_column(Boolean, default=False)
     # SHA-256 of what a report depends on beyond the evidence (flavors, policies, anchors): see hvs.worker.

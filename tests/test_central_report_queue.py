@@ -516,11 +516,11 @@ def test_a_batch_whose_commit_fails_is_stored_one_report_at_a_time(
     attempts: list[str] = []
 
     class OneBadReport(worker_module.ReportProcessor):
-        def _store(self, session, item, now):  # type: ignore[no-untyped-def]
+        def _sign(self, session, item, now):  # type: ignore[no-untyped-def]
             attempts.append(item.job.id)
             if item.job.id == "bad":
                 raise RuntimeError("disk full")
-            return super()._store(session, item, now)
+            return super()._sign(session, item, now)
 
     def job(job_id: str) -> ClaimedJob:  # not in the queue: attest() stores reports, the Worker the jobs
         return ClaimedJob(job_id, host_id, "test", 1, 3, "test", "token")

@@ -54,6 +54,6 @@ def test_a_remembered_manifest_that_is_gone_is_forgotten(central_app: Flask) -> 
             "tags": {},
         }  # fmt: skip
         with pytest.raises(IntegrityError):
-            verifier.insert_report(session, central_app, values)
+            verifier.insert_reports(session, central_app, [values])
         session.rollback()
     assert verifier.stored_manifests(central_app).get(gone) is None

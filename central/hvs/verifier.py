@@ -602,6 +602,23 @@ def add_signed_report(
     actor: str,
 ) -> StoredReport:
     """Add the report row for ``verdict`` with its freshly signed attestation-result JWT (not committed)."""
+    row = sign_report(session, app, host, evidence, verdict, now=now, actor=actor)
+    insert_reports(session, app, [row])
+    return row
+
+
+def sign_report(
+    session: Session,
+    app: Flask,
+    host: Host,
+    evidence: Evidence,
+    verdict: Verdict,
+    *,
+    now: datetime,
+    actor: str,
+) -> StoredReport:
+    """The report row for ``verdict`` with its freshly signed attestation-result JWT, its host manifest
+    stored (not committed); :func:`insert_reports` writes the row."""
     expires = now + REPORT_VALIDITY
     report_id = str(uuid.uuid4())
     manifest = evidence.built.manifest
@@ -616,33 +633,31 @@ def add_signed_report(
     # Stored with sub-second precision (``now`` is whole seconds, as JWT times are): a host's reports of one
     # second must still have an order, or "its newest report" is a coin toss.
     created = max(now, utcnow())
-    values = {
-        "id": report_id, "host_id": host.id, "trusted": verdict.trusted, "created_at": created,
-        "expires_at": expires, "trust_report": verdict.trust_report, "flavors_trust": verdict.flavors_trust,
-        "host_manifest_digest": store_host_manifest(session, app, manifest), "evidence_digest": evidence.digest,
-        "jwt": sign_attestation_result(result, signer.key, signer.kid), "created_by": actor,
-        "tags": dict(verdict.tags),
-    }  # fmt: skip
-    insert_report(session, app, values)
-    return StoredReport(**values)
+    return StoredReport(
+        id=report_id, host_id=host.id, trusted=verdict.trusted, created_at=created, expires_at=expires,
+        trust_report=verdict.trust_report, flavors_trust=verdict.flavors_trust,
+        host_manifest_digest=store_host_manifest(session, app, manifest), evidence_digest=evidence.digest,
+        jwt=sign_attestation_result(result, signer.key, signer.kid), created_by=actor, tags=dict(verdict.tags),
+    )  # fmt: skip
 
 
-def insert_report(session: Session, app: Flask, values: Mapping[str, Any]) -> None:
-    """INSERT one report row (not committed).
+def insert_reports(session: Session, app: Flask, rows: Sequence[StoredReport | Mapping[str, Any]]) -> None:
+    """INSERT report rows, all in one statement (not committed).
 
-    An INSERT rather than an ORM object in the session: a report row is written once and never changed,
-    and the unit of work's bookkeeping costs more than the row. Should its manifest be missing although
-    this process remembered it stored (the database was restored from an older backup, or the row was
-    deleted by hand), the memo is dropped and the error raised: the next attempt stores the manifest again.
+    An INSERT rather than ORM objects in the session: a report row is written once and never changed, and
+    the unit of work's bookkeeping costs more than the row. Should a manifest be missing although this
+    process remembered it stored (the database was restored from an older backup, or the row was deleted
+    by hand), the memo is dropped and the error raised: the next attempt stores the manifest again.
     """
+    values = [dict(vars(r)) if isinstance(r, StoredReport) else dict(r) for r in rows]
     try:
-        session.connection().execute(_INSERT_REPORT, dict(values))
+        session.connection().execute(_INSERT_REPORT, values)
     except IntegrityError:
         if app.extensions.pop(_STORED_MANIFESTS, None) is not None:
             log.error(
-                "report for host %s not stored: the database refused the row (its host or its manifest %s "
-                "is missing); the central forgot which manifests it had stored, the next attempt stores it",
-                values.get("host_id"), values.get("host_manifest_digest"),
+                "%d report(s) not stored: the database refused a row (its host or its manifest is missing); "
+                "the central forgot which manifests it had stored, the next attempt stores them (hosts %s)",
+                len(values), sorted({v.get("host_id") for v in values}),
             )  # fmt: skip
         raise
 

@@ -217,7 +217,8 @@ class ReportProcessor:
                 except Exception as exc:
                     outcomes[item.index] = self._failure(session, item.job, exc)
             try:
-                rows = [self._store(session, item, now) for item in judged]
+                rows = [self._sign(session, item, now) for item in judged]  # every report signed
+                verifier.insert_reports(session, self.app, rows)
                 session.commit()
             except Exception:  # retried one by one below, each failure on its own job
                 session.rollback()
@@ -239,9 +240,9 @@ class ReportProcessor:
         else:
             item.verdict = verifier.judge(session, self.app, item.host, item.evidence, now, policy=policy)
 
-    def _store(self, session: Session, item: _Attesting, now: datetime) -> verifier.StoredReport:
+    def _sign(self, session: Session, item: _Attesting, now: datetime) -> verifier.StoredReport:
         assert item.verdict is not None
-        return verifier.add_signed_report(
+        return verifier.sign_report(
             session, self.app, item.host, item.evidence, item.verdict, now=now, actor=self.actor
         )
 
@@ -255,8 +256,10 @@ class ReportProcessor:
         rows: list[verifier.StoredReport | None] = []
         for item in judged:
             try:
-                rows.append(self._store(session, item, now))
+                row = self._sign(session, item, now)
+                verifier.insert_reports(session, self.app, [row])
                 session.commit()
+                rows.append(row)
             except Exception as exc:
                 session.rollback()
                 log.exception(

@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
-from secl.central.hvs.hostpolicy import load_host_policy
+from secl.central.hvs.hostpolicy import load_host_policies, load_host_policy
 from secl.central.store.hvs_flavor_models import Host
 from secl.central.store.hvs_tag_models import TagCertificateRecord
 
@@ -123,3 +123,37 @@ def _revoked_certificate(sha384: str) -> TagCertificateRecord:
         not_before=now, not_after=now + timedelta(days=1), sha384=sha384, der=b"\x30\x00", revoked=True,
         revoked_at=now, revoked_by="test", created_by="test",
     )  # fmt: skip
+
+
+def test_a_batch_of_hosts_reads_each_hosts_own_policy_in_one_statement(
+    client: FlaskClient, admin_headers: dict[str, str], central_app: Flask
+) -> None:
+    """load_host_policies (the worker's batch) gives every host what load_host_policy gives it alone: its
+    own groups and its own HOST_UNIQUE flavor, not its batch neighbours'."""
+    headers = admin_headers
+    (platform,) = _upload(client, headers, _flavor("PLATFORM", "platform-1"), groups=["automatic"])
+    (own_a,) = _upload(client, headers, _flavor("HOST_UNIQUE", "unique-a", HOST_A), groups=["automatic"])
+    (own_b,) = _upload(client, headers, _flavor("HOST_UNIQUE", "unique-b", HOST_B), groups=["automatic"])
+    _group(client, headers, "zzz-os", [_policy("OS")])
+    (os_flavor,) = _upload(client, headers, _flavor("OS", "os-1"), groups=["zzz-os"])
+    ids = {}
+    for name, groups in (("a", ["automatic"]), ("b", ["automatic", "zzz-os"]), ("c", ["zzz-os"])):
+        made = client.post(f"{HVS}/hosts", json={"host_name": name, "connection_string": f"intel:https://{name}:1443",
+                                                 "flavorgroup_names": groups}, headers=headers)  # fmt: skip
+        assert made.status_code == 201, made.get_json()
+        ids[name] = made.get_json()["id"]
+    with central_app.app_context(), central_app.extensions["secl.db"].sessions() as session:
+        hosts = {name: session.get(Host, host_id) for name, host_id in ids.items()}
+        hosts["a"].hardware_uuid, hosts["b"].hardware_uuid = HOST_A, HOST_B.upper()  # type: ignore[union-attr]
+        session.commit()
+        batch = load_host_policies(session, central_app, list(hosts.values()))  # type: ignore[arg-type]
+        alone = {name: load_host_policy(session, central_app, host) for name, host in hosts.items()}  # type: ignore[arg-type]
+    assert set(batch) == set(ids.values())
+    for name, host_id in ids.items():
+        assert batch[host_id] == alone[name], name
+    flavor_ids = {name: {g.name: [f.id for f in g.flavors] for g in batch[ids[name]].groups} for name in ids}
+    assert flavor_ids == {
+        "a": {"automatic": [platform, own_a]},
+        "b": {"automatic": [platform, own_b], "zzz-os": [os_flavor]},
+        "c": {"zzz-os": [os_flavor]},
+    }

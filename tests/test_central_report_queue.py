@@ -552,8 +552,8 @@ def test_a_job_that_breaks_while_judged_fails_alone(
     assert imported.status_code == 201, imported.text
 
     class OneBadJudgement(worker_module.ReportProcessor):
-        def _judge(self, session, item, now):  # type: ignore[no-untyped-def]
-            super()._judge(session, item, now)
+        def _judge(self, session, item, policy, now):  # type: ignore[no-untyped-def]
+            super()._judge(session, item, policy, now)
             if item.job.id == "bad":
                 session.execute(text("SELECT * FROM no_such_table"))  # aborts a PostgreSQL transaction
 

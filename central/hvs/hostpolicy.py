@@ -1,6 +1,7 @@
-"""What a host is judged against, read in three statements: its flavor groups with their match policies,
-their flavors (with the host's own HOST_UNIQUE/ASSET_TAG flavors where a group asks for them), and the
-host's revoked tag certificates.
+"""What a host is judged against: its flavor groups with their match policies and their flavors (with the
+host's own HOST_UNIQUE/ASSET_TAG flavors where a group asks for them), read in one statement for one host
+or for a worker's whole batch of hosts, and the host's revoked tag certificates (when an ASSET_TAG flavor
+needs them).
 
 The verifier reads this for every report, and the report queue's worker hashes the same inputs to decide
 whether a report can be re-used, so it is read once into a frozen :class:`HostPolicy` that both share. The
@@ -37,6 +38,7 @@ __all__ = [
     "GroupPolicy",
     "HostPolicy",
     "host_unique_group_id",
+    "load_host_policies",
     "load_host_policy",
 ]
 
@@ -58,6 +60,7 @@ _FLAVOR_COLUMNS = (
 )  # fmt: skip
 _GROUPS_AND_OWN = union_all(
     select(
+        host_flavorgroups.c.host_id.label("host_key"),
         FlavorGroup.id.label("group_id"),
         FlavorGroup.name.label("group_name"),
         cast(FlavorGroup.match_policies, Text).label("match_policies"),
@@ -68,12 +71,19 @@ _GROUPS_AND_OWN = union_all(
     .join(FlavorGroup, FlavorGroup.id == host_flavorgroups.c.flavorgroup_id)
     .outerjoin(flavorgroup_flavors, _link.flavorgroup_id == FlavorGroup.id)
     .outerjoin(StoredFlavor, StoredFlavor.id == _link.flavor_id)
-    .where(host_flavorgroups.c.host_id == bindparam("host_id")),
-    select(_link.flavorgroup_id, literal(""), cast(null(), Text), literal(True), *_FLAVOR_COLUMNS)
+    .where(host_flavorgroups.c.host_id.in_(bindparam("host_ids", expanding=True))),
+    select(
+        StoredFlavor.hardware_uuid,
+        _link.flavorgroup_id,
+        literal(""),
+        cast(null(), Text),
+        literal(True),
+        *_FLAVOR_COLUMNS,
+    )
     .join(flavorgroup_flavors, _link.flavor_id == StoredFlavor.id)
     .where(
         _link.flavorgroup_id == bindparam("unique_id"),
-        StoredFlavor.hardware_uuid == bindparam("hardware_uuid"),
+        StoredFlavor.hardware_uuid.in_(bindparam("hardware_uuids", expanding=True)),
     ),
 ).subquery()
 _POLICY = (
@@ -130,28 +140,54 @@ def host_unique_group_id(session: Session, app: Flask) -> str | None:
 
 def load_host_policy(session: Session, app: Flask, host: Host) -> HostPolicy:
     """The host's flavor groups (by name) with their flavors, and its revoked tag certificates."""
+    return load_host_policies(session, app, [host])[host.id]
+
+
+def load_host_policies(session: Session, app: Flask, hosts: Sequence[Host]) -> dict[str, HostPolicy]:
+    """:func:`load_host_policy` of each host, by host id, in one statement for all (a worker's batch)."""
     session.flush()  # the statements below go to the connection, past the session's pending changes
-    connection = session.connection()
-    hardware_uuid = host.hardware_uuid.lower() if host.hardware_uuid else None
-    unique_id = host_unique_group_id(session, app) if hardware_uuid else None
-    # A branch with nothing to find binds "", which no group id or hardware UUID is.
-    rows = connection.execute(
-        _POLICY, {"host_id": host.id, "unique_id": unique_id or "", "hardware_uuid": hardware_uuid or ""}
-    ).all()
-    own = tuple(_record(r) for r in rows if r.own)
-    groups: dict[str, tuple[str, tuple[FlavorMatchPolicy, ...]]] = {}
-    flavors: dict[str, list[FlavorRecord]] = {}
-    for row in rows:
+    uuids = {h.id: h.hardware_uuid.lower() for h in hosts if h.hardware_uuid}
+    unique_id = host_unique_group_id(session, app) if uuids else None
+    # An empty list binds no row; a missing host_unique group binds "", which no group id is.
+    rows = session.connection().execute(
+        _POLICY,
+        {"host_ids": sorted({h.id for h in hosts}), "unique_id": unique_id or "",
+         "hardware_uuids": sorted(set(uuids.values())) if unique_id else []},
+    ).all()  # fmt: skip
+    own: dict[str, list[FlavorRecord]] = {}
+    groups: dict[str, dict[str, tuple[str, tuple[FlavorMatchPolicy, ...]]]] = {}
+    flavors: dict[tuple[str, str], list[FlavorRecord]] = {}
+    for row in rows:  # oldest first
         if row.own:
+            own.setdefault(row.host_key, []).append(_record(row))
             continue
-        if row.group_id not in groups:
-            groups[row.group_id] = (row.group_name, _match_policies(app, row.match_policies))
-            flavors[row.group_id] = []
+        host_groups = groups.setdefault(row.host_key, {})
+        if row.group_id not in host_groups:
+            host_groups[row.group_id] = (row.group_name, _match_policies(app, row.match_policies))
+            flavors[row.host_key, row.group_id] = []
         if row.id is not None:
-            flavors[row.group_id].append(_record(row))
+            flavors[row.host_key, row.group_id].append(_record(row))
+    return {
+        host.id: _policy_of(
+            session, host, hardware_uuid=uuids.get(host.id), groups=groups.get(host.id, {}), flavors=flavors,
+            own=tuple(own.get(uuids.get(host.id) or "", ())),
+        )
+        for host in hosts
+    }  # fmt: skip
+
+
+def _policy_of(
+    session: Session,
+    host: Host,
+    *,
+    hardware_uuid: str | None,
+    groups: dict[str, tuple[str, tuple[FlavorMatchPolicy, ...]]],
+    flavors: dict[tuple[str, str], list[FlavorRecord]],
+    own: tuple[FlavorRecord, ...],
+) -> HostPolicy:
     judged = tuple(
         GroupPolicy(group_id, name, policies,
-                    _with_own(tuple(flavors[group_id]), own if _wants_own(policies) else ()))
+                    _with_own(tuple(flavors[host.id, group_id]), own if _wants_own(policies) else ()))
         for group_id, (name, policies) in sorted(groups.items(), key=lambda item: item[1][0])
     )  # fmt: skip
     # Only an ASSET_TAG flavor's TagCertificateTrusted reads the revocations: skip the query without one.

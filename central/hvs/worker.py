@@ -39,7 +39,7 @@ from flask import Flask
 from secl.central.errors import APIError
 from secl.central.hvs import flavorstore, jobs, verifier
 from secl.central.hvs.agentclient import AgentError
-from secl.central.hvs.hostpolicy import HostPolicy, load_host_policy
+from secl.central.hvs.hostpolicy import HostPolicy, load_host_policies
 from secl.central.hvs.hoststore import find_host, find_hosts
 from secl.central.hvs.jobs import ClaimedJob
 from secl.central.hvs.privacyca import privacy_ca
@@ -209,10 +209,12 @@ class ReportProcessor:
                     attesting.append(_Attesting(index, fetched.job, host, evidence))
                 except Exception as exc:  # each job's failure is its own
                     outcomes[index] = self._failure(session, fetched.job, exc)
+            # Every host's groups and flavors, in one statement for the batch.
+            policies = load_host_policies(session, self.app, [item.host for item in attesting])
             judged: list[_Attesting] = []
             for item in attesting:  # every host judged (or its previous report re-used)
                 try:
-                    self._judge(session, item, now)
+                    self._judge(session, item, policies[item.host.id], now)
                     judged.append(item)
                 except Exception as exc:
                     outcomes[item.index] = self._failure(session, item.job, exc)
@@ -228,8 +230,7 @@ class ReportProcessor:
                     outcomes[item.index] = self._stored(item, row)
         return outcomes
 
-    def _judge(self, session: Session, item: _Attesting, now: datetime) -> None:
-        policy = load_host_policy(session, self.app, item.host)
+    def _judge(self, session: Session, item: _Attesting, policy: HostPolicy, now: datetime) -> None:
         if self.reuse:
             tags = verifier.tag_basis(session, self.app, item.host, item.evidence, now)
             item.basis = basis_digest(self.app, item.host, item.evidence, policy=policy, tags=tags, at=now)

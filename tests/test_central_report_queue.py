@@ -172,6 +172,31 @@ def test_expired_lease_is_claimed_again(apps: tuple[Flask, Flask]) -> None:
         assert jobs.complete(session, again) is False
 
 
+def test_a_batch_is_marked_done_at_once_except_a_job_whose_claim_was_lost(apps: tuple[Flask, Flask]) -> None:
+    app, _ = apps
+    host_ids = _add_hosts(app, 2)
+    lease = timedelta(seconds=30)
+    with _database(app).sessions() as session:
+        jobs.enqueue(session, host_ids, actor="test")
+        now = datetime.now(UTC)
+        first, second = jobs.claim(session, "slow", limit=5, lease=lease, now=now)
+        # The slow worker's lease on the second job ran out and another worker took it.
+        session.execute(
+            text("UPDATE report_jobs SET available_at = :t, lease_expires_at = :t WHERE id = :id"),
+            {"t": now - timedelta(seconds=1), "id": second.id},
+        )
+        session.commit()
+        (taken,) = jobs.claim(session, "other", limit=5, lease=lease)
+        assert taken.id == second.id
+        results = [{"report_id": None, "reused": False, "basis_digest": "b" * 64, "n": n} for n in (1, 2)]
+        assert jobs.complete_many(session, [(first, results[0]), (second, results[1])]) == [True, False]
+        done, running = session.get(ReportJob, first.id), session.get(ReportJob, second.id)
+        session.refresh(done)
+        session.refresh(running)
+        assert (done.status, done.basis_digest, done.result) == ("done", "b" * 64, results[0])
+        assert (running.status, running.claimed_by) == ("running", "other")
+
+
 def test_renewed_lease_keeps_a_long_batch_claimed(apps: tuple[Flask, Flask]) -> None:
     app, _ = apps
     host_ids = _add_hosts(app, 3)

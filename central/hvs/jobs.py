@@ -225,14 +225,41 @@ def complete(
     result: dict[str, Any] | None = None,
 ) -> bool:
     """Mark the job done; False when the claim was lost (lease expired and another worker took it)."""
-    done = session.execute(
-        update(ReportJob).where(_mine(job)).values(
-            status="done", finished_at=_now(), report_id=report_id, reused=reused, basis_digest=basis_digest,
-            result=result or {}, error_code=None, error_message=None, lease_expires_at=None,
-        )
-    ).rowcount  # fmt: skip
+    done = _mark_done(session, job, report_id=report_id, reused=reused, basis_digest=basis_digest,
+                      result=result or {}, now=_now())  # fmt: skip
     session.commit()
-    return done == 1
+    return done
+
+
+def complete_many(session: Session, done: Sequence[tuple[ClaimedJob, dict[str, Any]]]) -> list[bool]:
+    """Mark each job done with its result (``report_id``, ``reused`` and ``basis_digest`` taken from it),
+    in one transaction: a worker's batch. Per job, False when its claim was lost."""
+    now = _now()
+    marked = [
+        _mark_done(session, job, report_id=result.get("report_id"), reused=bool(result.get("reused")),
+                   basis_digest=result.get("basis_digest"), result=result, now=now)
+        for job, result in done
+    ]  # fmt: skip
+    session.commit()
+    return marked
+
+
+def _mark_done(
+    session: Session,
+    job: ClaimedJob,
+    *,
+    report_id: str | None,
+    reused: bool,
+    basis_digest: str | None,
+    result: dict[str, Any],
+    now: datetime,
+) -> bool:
+    values = {
+        "status": "done", "finished_at": now, "report_id": report_id, "reused": reused,
+        "basis_digest": basis_digest, "result": result, "error_code": None, "error_message": None,
+        "lease_expires_at": None,
+    }  # fmt: skip
+    return session.execute(update(ReportJob).where(_mine(job)).values(**values)).rowcount == 1
 
 
 def fail(session: Session, job: ClaimedJob, code: str, message: str, *, retryable: bool) -> str | None:

@@ -435,8 +435,17 @@ class Worker:
                 log.exception("batch of %d job(s) failed", len(fetched))
                 failure = JobFailed("internal-error", f"{type(exc).__name__}: {exc}", retryable=True)
                 results = [failure] * len(fetched)
+            succeeded = []
             for (index, item), result in zip(fetched, results, strict=True):
-                done.append((index, self._record(item.job, result)))
+                if isinstance(result, JobFailed):
+                    done.append((index, self._record(item.job, result)))
+                else:
+                    succeeded.append((index, item.job, result))
+            if succeeded:  # the batch's jobs marked done in one transaction
+                with self.database.sessions() as session:
+                    marked = jobs.complete_many(session, [(job, result) for _, job, result in succeeded])
+                for (index, job, result), ok in zip(succeeded, marked, strict=True):
+                    done.append((index, Outcome(job.id, "done" if ok else "lost", result)))
         if pending:  # stopped: these never started
             with self.database.sessions() as session:
                 for _, unstarted in pending:

@@ -591,22 +591,6 @@ class StoredReport:
     tags: dict[str, str]
 
 
-def add_signed_report(
-    session: Session,
-    app: Flask,
-    host: Host,
-    evidence: Evidence,
-    verdict: Verdict,
-    *,
-    now: datetime,
-    actor: str,
-) -> StoredReport:
-    """Add the report row for ``verdict`` with its freshly signed attestation-result JWT (not committed)."""
-    row = sign_report(session, app, host, evidence, verdict, now=now, actor=actor)
-    insert_reports(session, app, [row])
-    return row
-
-
 def sign_report(
     session: Session,
     app: Flask,
@@ -722,7 +706,8 @@ def report_on(session: Session, app: Flask, host: Host, evidence: Evidence, *, a
     """
     now = datetime.now(UTC).replace(microsecond=0)
     verdict = judge(session, app, host, evidence, now)
-    row = add_signed_report(session, app, host, evidence, verdict, now=now, actor=actor)
+    row = sign_report(session, app, host, evidence, verdict, now=now, actor=actor)
+    insert_reports(session, app, [row])
     session.commit()
     remember_stored_manifest(app, row)
     log.info("report %s for host %s: %s", row.id, host.name, "trusted" if verdict.trusted else "UNTRUSTED")

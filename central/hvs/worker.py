@@ -31,7 +31,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from cryptography.hazmat.primitives import hashes
@@ -54,6 +54,7 @@ from secl.core.attestation import certificate_sha384
 from secl.sdnotify import notify
 
 log = logging.getLogger("secl.central.hvs.worker")
+_T = TypeVar("_T")
 
 POLL_INTERVAL = 5.0  # seconds between claims when the queue was empty
 BATCH_SIZE = 10
@@ -401,21 +402,15 @@ class Worker:
         def lane() -> None:
             while (item := next_job()) is not None:
                 index, job = item
-                if batched:
-                    try:
-                        got = self.process.fetch(job)  # type: ignore[attr-defined]
-                    except JobFailed as exc:
-                        outcome = self._failed(job, exc.code, exc.message, retryable=exc.retryable)
-                    except Exception as exc:  # a bug or a database error, as in _run
-                        log.exception("job %s (host %s) failed", job.id, job.host_id)
-                        outcome = self._failed(job, "internal-error", f"{type(exc).__name__}: {exc}",
-                                               retryable=True)  # fmt: skip
-                    else:
+                if not batched:
+                    outcome = self._run(job)
+                else:
+                    got = self._attempt(job, self.process.fetch)  # type: ignore[attr-defined]
+                    if not isinstance(got, JobFailed):
                         with lock:
                             fetched.append((index, got))
                         continue
-                else:
-                    outcome = self._run(job)
+                    (outcome,) = self._record([(job, got)])
                 with lock:
                     done.append((index, outcome))
 
@@ -429,23 +424,11 @@ class Worker:
                 thread.join()
         if fetched:
             fetched.sort(key=lambda f: f[0])
-            try:
-                results = self.process.attest([f for _, f in fetched])  # type: ignore[attr-defined]
-            except Exception as exc:  # the database went away mid-batch: every job of it is retried
-                log.exception("batch of %d job(s) failed", len(fetched))
-                failure = JobFailed("internal-error", f"{type(exc).__name__}: {exc}", retryable=True)
-                results = [failure] * len(fetched)
-            succeeded = []
-            for (index, item), result in zip(fetched, results, strict=True):
-                if isinstance(result, JobFailed):
-                    done.append((index, self._record(item.job, result)))
-                else:
-                    succeeded.append((index, item.job, result))
-            if succeeded:  # the batch's jobs marked done in one transaction
-                with self.database.sessions() as session:
-                    marked = jobs.complete_many(session, [(job, result) for _, job, result in succeeded])
-                for (index, job, result), ok in zip(succeeded, marked, strict=True):
-                    done.append((index, Outcome(job.id, "done" if ok else "lost", result)))
+            batch = [f for _, f in fetched]
+            outcomes = self._record(
+                [(f.job, result) for f, result in zip(batch, self._attest(batch), strict=True)]
+            )
+            done += [(index, outcome) for (index, _), outcome in zip(fetched, outcomes, strict=True)]
         if pending:  # stopped: these never started
             with self.database.sessions() as session:
                 for _, unstarted in pending:
@@ -468,25 +451,41 @@ class Worker:
         log.info("worker %s stopped", self.name)
 
     def _run(self, job: ClaimedJob) -> Outcome:
+        (outcome,) = self._record([(job, self._attempt(job, self.process))])
+        return outcome
+
+    def _attempt(self, job: ClaimedJob, step: Callable[[ClaimedJob], _T]) -> _T | JobFailed:
+        """``step(job)``, or the JobFailed that ended it."""
         try:
-            result: dict[str, Any] | JobFailed = self.process(job)
+            return step(job)
         except JobFailed as exc:
-            result = exc
+            return exc
         except Exception as exc:  # a bug or a database error: logged, retried like a transient failure
             log.exception("job %s (host %s) failed", job.id, job.host_id)
-            result = JobFailed("internal-error", f"{type(exc).__name__}: {exc}", retryable=True)
-        return self._record(job, result)
+            return JobFailed("internal-error", f"{type(exc).__name__}: {exc}", retryable=True)
 
-    def _record(self, job: ClaimedJob, result: dict[str, Any] | JobFailed) -> Outcome:
-        """Record a job's result (done, or its failure) on the job."""
-        if isinstance(result, JobFailed):
-            return self._failed(job, result.code, result.message, retryable=result.retryable)
-        with self.database.sessions() as session:
-            done = jobs.complete(
-                session, job, report_id=result.get("report_id"), reused=bool(result.get("reused")),
-                basis_digest=result.get("basis_digest"), result=result,
-            )  # fmt: skip
-        return Outcome(job.id, "done" if done else "lost", result)
+    def _attest(self, batch: list[Fetched]) -> list[dict[str, Any] | JobFailed]:
+        try:
+            return self.process.attest(batch)  # type: ignore[attr-defined,no-any-return]
+        except Exception as exc:  # the database went away mid-batch: every job of it is retried
+            log.exception("batch of %d job(s) failed", len(batch))
+            return [JobFailed("internal-error", f"{type(exc).__name__}: {exc}", retryable=True)] * len(batch)
+
+    def _record(self, results: list[tuple[ClaimedJob, dict[str, Any] | JobFailed]]) -> list[Outcome]:
+        """Record each job's result on it: failures one by one, the jobs done in one transaction."""
+        outcomes: dict[int, Outcome] = {}
+        succeeded = []
+        for k, (job, result) in enumerate(results):
+            if isinstance(result, JobFailed):
+                outcomes[k] = self._failed(job, result.code, result.message, retryable=result.retryable)
+            else:
+                succeeded.append((k, job, result))
+        if succeeded:
+            with self.database.sessions() as session:
+                marked = jobs.complete_many(session, [(job, result) for _, job, result in succeeded])
+            for (k, job, result), ok in zip(succeeded, marked, strict=True):
+                outcomes[k] = Outcome(job.id, "done" if ok else "lost", result)
+        return [outcomes[k] for k in range(len(results))]
 
     def _failed(self, job: ClaimedJob, code: str, message: str, *, retryable: bool) -> Outcome:
         log.warning("job %s (host %s) attempt %d: %s: %s", job.id, job.host_id, job.attempts, code, message)

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 from flask import Flask, current_app, g
 from secl.central.store.walcheckpoint import BACKSTOP_PAGES, DEFAULT_PAGES, WalCheckpointer
+from secl.central.store.walcheckpoint import INTERVAL as CHECKPOINT_INTERVAL
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -27,7 +28,7 @@ class Database:
     def is_sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
 
-    def start_checkpointer(self, interval: float | None = None) -> None:
+    def start_checkpointer(self, interval: float = CHECKPOINT_INTERVAL) -> None:
         """For a long-running process on SQLite: checkpoint the write-ahead log from a background thread
         instead of in the committing threads (see :mod:`secl.central.store.walcheckpoint`). No-op on
         PostgreSQL or when already running."""

@@ -7,7 +7,9 @@ from datetime import datetime, timedelta
 
 from secl.central import audit
 from secl.central.aas.passwords import dummy_hash, hash_password, needs_rehash, verify_password
-from secl.central.errors import Conflict, Locked, NotFound, Unauthorized, ValidationFailed
+from secl.central.aas.privileges import Authority, is_administrator, role_permissions
+from secl.central.auth import Principal
+from secl.central.errors import Conflict, Forbidden, Locked, NotFound, Unauthorized, ValidationFailed
 from secl.central.store.models import AuditEvent, Role, User, utcnow
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -76,15 +78,27 @@ def roles_by_name(session: Session, names: Sequence[str]) -> list[Role]:
     return roles
 
 
+def authority_of(session: Session, principal: Principal) -> Authority:
+    """What the caller may hand out: its token's permissions, bounded by what its account holds now."""
+    account = session.scalar(select(User).where(User.username == principal.username))
+    held = role_permissions(account.roles) if account is not None else []
+    return Authority(principal.username, principal.permissions, tuple(held))
+
+
 def create_user(
-    session: Session, username: str, password: str, role_names: Sequence[str], *, actor: str
+    session: Session, username: str, password: str, role_names: Sequence[str], *, caller: Authority
 ) -> User:
-    user = User(
-        username=username, password_hash=hash_password(password), roles=roles_by_name(session, role_names)
-    )
+    roles = roles_by_name(session, role_names)
+    _require_grantable(session, caller, roles, operation="user.create", target=username)
+    user = User(username=username, password_hash=hash_password(password), roles=roles)
     session.add(user)
     audit.record(
-        session, "user.created", actor=actor, outcome="success", target=username, roles=list(role_names)
+        session,
+        "user.created",
+        actor=caller.username,
+        outcome="success",
+        target=username,
+        roles=list(role_names),
     )
     _commit_unique(session, f"a user named {username!r} already exists")
     return user
@@ -104,21 +118,30 @@ def search_users(session: Session, name: str | None) -> list[User]:
     return list(session.scalars(query))
 
 
-def delete_user(session: Session, user_id: str, *, actor: str) -> None:
+def delete_user(session: Session, user_id: str, *, caller: Authority) -> None:
     user = get_user(session, user_id)
+    _require_authority_over(session, caller, user, operation="user.delete")
     session.delete(user)
-    audit.record(session, "user.deleted", actor=actor, outcome="success", target=user.username)
+    audit.record(session, "user.deleted", actor=caller.username, outcome="success", target=user.username)
     session.commit()
 
 
-def set_user_roles(session: Session, user_id: str, role_names: Sequence[str], *, actor: str) -> User:
+def set_user_roles(session: Session, user_id: str, role_names: Sequence[str], *, caller: Authority) -> User:
     user = get_user(session, user_id)
+    _require_authority_over(session, caller, user, operation="user.roles-change")
+    roles = roles_by_name(session, role_names)
+    _require_grantable(session, caller, roles, operation="user.roles-change", target=user.username)
     before = sorted(r.name for r in user.roles)
-    user.roles = roles_by_name(session, role_names)
+    user.roles = roles
     audit.record(
-        session, "user.roles-changed", actor=actor, outcome="success", target=user.username,
-        before=before, after=sorted(role_names),
-    )  # fmt: skip
+        session,
+        "user.roles-changed",
+        actor=caller.username,
+        outcome="success",
+        target=user.username,
+        before=before,
+        after=sorted(role_names),
+    )
     session.commit()
     return user
 
@@ -130,8 +153,10 @@ def change_password(
     _set_password(session, user, new, actor=username)
 
 
-def reset_password(session: Session, user_id: str, new: str, *, actor: str) -> None:
-    _set_password(session, get_user(session, user_id), new, actor=actor)
+def reset_password(session: Session, user_id: str, new: str, *, caller: Authority) -> None:
+    user = get_user(session, user_id)
+    _require_authority_over(session, caller, user, operation="user.password-reset")
+    _set_password(session, user, new, actor=caller.username)
 
 
 def _set_password(session: Session, user: User, new: str, *, actor: str) -> None:
@@ -142,11 +167,19 @@ def _set_password(session: Session, user: User, new: str, *, actor: str) -> None
     session.commit()
 
 
-def create_role(session: Session, name: str, description: str, permissions: list[str], *, actor: str) -> Role:
+def create_role(
+    session: Session, name: str, description: str, permissions: list[str], *, caller: Authority
+) -> Role:
+    _require_held(session, caller, permissions, operation="role.create", target=name)
     role = Role(name=name, description=description, permissions=permissions)
     session.add(role)
     audit.record(
-        session, "role.created", actor=actor, outcome="success", target=name, permissions=permissions
+        session,
+        "role.created",
+        actor=caller.username,
+        outcome="success",
+        target=name,
+        permissions=permissions,
     )
     _commit_unique(session, f"a role named {name!r} already exists")
     return role
@@ -166,12 +199,13 @@ def search_roles(session: Session, name: str | None) -> list[Role]:
     return list(session.scalars(query))
 
 
-def delete_role(session: Session, role_id: str, *, actor: str) -> None:
+def delete_role(session: Session, role_id: str, *, caller: Authority) -> None:
     role = get_role(session, role_id)
     if role.name == ADMIN_ROLE:
         raise Conflict("the administrator role cannot be deleted", code="role-protected")
+    _require_held(session, caller, role.permissions, operation="role.delete", target=role.name)
     session.delete(role)
-    audit.record(session, "role.deleted", actor=actor, outcome="success", target=role.name)
+    audit.record(session, "role.deleted", actor=caller.username, outcome="success", target=role.name)
     session.commit()
 
 
@@ -219,3 +253,54 @@ def _commit_unique(session: Session, message: str) -> None:
     except IntegrityError:
         session.rollback()
         raise Conflict(message, code="already-exists") from None
+
+
+def _require_grantable(
+    session: Session, caller: Authority, roles: Sequence[Role], *, operation: str, target: str
+) -> None:
+    """Refuse to hand out a role holding a permission the caller does not hold itself."""
+    _require_held(session, caller, role_permissions(roles), operation=operation, target=target)
+
+
+def _require_held(
+    session: Session, caller: Authority, permissions: Sequence[str], *, operation: str, target: str
+) -> None:
+    missing = caller.lacks(permissions)
+    if missing:
+        message = f"you cannot grant permissions you do not hold yourself: {', '.join(missing)}"
+        _refuse(session, caller, message, code="privilege-not-held", operation=operation, target=target)
+
+
+def _require_authority_over(session: Session, caller: Authority, user: User, *, operation: str) -> None:
+    """Refuse to touch a user who holds a permission the caller lacks (an administrator, above all)."""
+    missing = caller.lacks(role_permissions(user.roles))
+    if not missing:
+        return
+    if is_administrator(user):
+        message, code = (
+            "only an administrator may change an administrator's account",
+            "administrator-protected",
+        )
+    else:
+        message = f"{user.username} holds permissions you do not hold: {', '.join(missing)}"
+        code = "privilege-not-held"
+    _refuse(session, caller, message, code=code, operation=operation, target=user.username)
+
+
+def _refuse(
+    session: Session, caller: Authority, message: str, *, code: str, operation: str, target: str
+) -> None:
+    """Audit the refusal (alone, in its own transaction) and raise it."""
+    session.rollback()
+    audit.record(
+        session,
+        "privilege.refused",
+        actor=caller.username,
+        outcome="failure",
+        target=target,
+        operation=operation,
+        reason=code,
+        message=message,
+    )
+    session.commit()
+    raise Forbidden(message, code=code)

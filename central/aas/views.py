@@ -7,6 +7,7 @@ from datetime import timedelta
 from flask import Blueprint, current_app
 from secl.central import audit
 from secl.central.aas import service
+from secl.central.aas.privileges import Authority
 from secl.central.aas.schemas import (
     AuditEventOut,
     AuditSearch,
@@ -34,6 +35,10 @@ add_version_route(bp, "AAS", "v1")
 def _lockout() -> dict:
     config = current_app.extensions["secl.config"]
     return {"threshold": config.lockout_threshold, "lockout": timedelta(seconds=config.lockout_seconds)}
+
+
+def _caller() -> Authority:
+    return service.authority_of(db(), current_principal())
 
 
 def _user_out(user: User) -> UserOut:
@@ -79,9 +84,7 @@ def change_own_password(body: PasswordChange) -> None:
 @endpoint(bp, "/users", "POST", permission="AAS:users:create", body=UserCreate, response=UserOut, status=201,
           summary="Create a user")  # fmt: skip
 def create_user(body: UserCreate) -> UserOut:
-    user = service.create_user(
-        db(), body.username, body.password, body.roles, actor=current_principal().username
-    )
+    user = service.create_user(db(), body.username, body.password, body.roles, caller=_caller())
     return _user_out(user)
 
 
@@ -100,27 +103,25 @@ def get_user(user_id: str) -> UserOut:
 
 @endpoint(bp, "/users/<user_id>", "DELETE", permission="AAS:users:delete", summary="Delete a user")
 def delete_user(user_id: str) -> None:
-    service.delete_user(db(), user_id, actor=current_principal().username)
+    service.delete_user(db(), user_id, caller=_caller())
 
 
 @endpoint(bp, "/users/<user_id>/roles", "PUT", permission="AAS:users:update", body=UserRolesUpdate,
           response=UserOut, summary="Replace a user's roles")  # fmt: skip
 def set_user_roles(user_id: str, body: UserRolesUpdate) -> UserOut:
-    return _user_out(service.set_user_roles(db(), user_id, body.roles, actor=current_principal().username))
+    return _user_out(service.set_user_roles(db(), user_id, body.roles, caller=_caller()))
 
 
 @endpoint(bp, "/users/<user_id>/password", "PUT", permission="AAS:users:update", body=PasswordReset,
           summary="Set another user's password (administrators)")  # fmt: skip
 def reset_password(user_id: str, body: PasswordReset) -> None:
-    service.reset_password(db(), user_id, body.new_password, actor=current_principal().username)
+    service.reset_password(db(), user_id, body.new_password, caller=_caller())
 
 
 @endpoint(bp, "/roles", "POST", permission="AAS:roles:create", body=RoleCreate, response=RoleOut, status=201,
           summary="Create a role holding service:resource:action permissions")  # fmt: skip
 def create_role(body: RoleCreate) -> RoleOut:
-    role = service.create_role(
-        db(), body.name, body.description, body.permissions, actor=current_principal().username
-    )
+    role = service.create_role(db(), body.name, body.description, body.permissions, caller=_caller())
     return _role_out(role)
 
 
@@ -139,7 +140,7 @@ def get_role(role_id: str) -> RoleOut:
 
 @endpoint(bp, "/roles/<role_id>", "DELETE", permission="AAS:roles:delete", summary="Delete a role")
 def delete_role(role_id: str) -> None:
-    service.delete_role(db(), role_id, actor=current_principal().username)
+    service.delete_role(db(), role_id, caller=_caller())
 
 
 @endpoint(bp, "/audit-events", "GET", permission="AAS:audit:search", query=AuditSearch,

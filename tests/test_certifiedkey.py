@@ -19,13 +19,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 from secl.trustagent.tpm import TPMAdapter, TPMKey
-from tpm2_pytss.constants import ESYS_TR, TPM2_ALG, TPMA_OBJECT
+from tpm2_pytss.constants import ESYS_TR, TPMA_OBJECT
 from tpm2_pytss.TSS2_Exception import TSS2_Exception
 from tpm2_pytss.types import (
     TPM2B_PUBLIC,
-    TPM2B_PUBLIC_KEY_RSA,
     TPM2B_SENSITIVE,
-    TPMT_RSA_DECRYPT,
 )
 
 from secl.core.certifiedkey import (
@@ -40,42 +38,18 @@ from secl.core.certifiedkey import (
     verify_certified_key,
     verify_certified_key_certificate,
 )
-from secl.core.keywrap import TPM_OAEP_LABEL, KeyWrapError, max_wrappable_bytes, unwrap_key, wrap_key
+from secl.core.keywrap import KeyWrapError, max_wrappable_bytes, unwrap_key, wrap_key
 from secl.core.tpm import load_ak_public
+from tests.tpmkeys import TPM_BOUND, USER_AUTH, certification_request, decrypt_in_tpm, primary_key
 
-_TPM_BOUND = TPMA_OBJECT.FIXEDTPM | TPMA_OBJECT.FIXEDPARENT | TPMA_OBJECT.SENSITIVEDATAORIGIN
-_AUTH = TPMA_OBJECT.USERWITHAUTH | TPMA_OBJECT.NODA
+_TPM_BOUND = TPM_BOUND
+_AUTH = USER_AUTH
 
 
 @pytest.fixture
 def tpm(swtpm_tcti: str) -> Iterator[TPMAdapter]:
     with TPMAdapter(swtpm_tcti) as adapter:
         yield adapter
-
-
-def _primary(tpm: TPMAdapter, alg: str, attributes: TPMA_OBJECT, unique: bytes = b"") -> TPMKey:
-    template = TPM2B_PUBLIC.parse(alg=alg, objectAttributes=attributes, nameAlg="sha256")
-    if unique:
-        template.publicArea.unique.rsa = unique
-    handle, public, _, _, _ = tpm._esapi.create_primary(None, template, ESYS_TR.OWNER)
-    return TPMKey(handle, public.marshal(), bytes(public.get_name()))
-
-
-def _certify(tpm: TPMAdapter, key: TPMKey, ak: TPMKey) -> KeyCertificationRequest:
-    attestation = tpm.certify(key, ak)
-    return KeyCertificationRequest(
-        public_area=key.public,
-        certify_info=attestation.attest,
-        certify_signature=attestation.signature,
-        aik_certificate=b"",
-        name_digest=key.name,
-    )
-
-
-def _decrypt_in_tpm(tpm: TPMAdapter, key: TPMKey, wrapped: bytes, label: bytes = TPM_OAEP_LABEL) -> bytes:
-    scheme = TPMT_RSA_DECRYPT(scheme=TPM2_ALG.OAEP)
-    scheme.details.oaep.hashAlg = TPM2_ALG.SHA256
-    return bytes(tpm._esapi.rsa_decrypt(key.handle, TPM2B_PUBLIC_KEY_RSA(wrapped), scheme, label))
 
 
 def _expect(code: str, request: KeyCertificationRequest, usage: KeyUsage, ak: TPMKey) -> CertifiedKeyError:
@@ -89,30 +63,32 @@ def _expect(code: str, request: KeyCertificationRequest, usage: KeyUsage, ak: TP
 def test_a_tpm_binding_key_is_certified_and_a_wrapped_key_opens_only_in_that_tpm(tpm: TPMAdapter):
     ak = tpm.create_ak()
     binding = tpm.create_key("rsa")
-    certified = verify_certified_key(_certify(tpm, binding, ak), KeyUsage.BINDING, load_ak_public(ak.public))
+    certified = verify_certified_key(
+        certification_request(tpm, binding, ak), KeyUsage.BINDING, load_ak_public(ak.public)
+    )
     assert certified.name == binding.name
     assert certified.key_bits == 2048
     assert certified.attributes & int(_TPM_BOUND) == int(_TPM_BOUND)
     secret = os.urandom(32)
     wrapped = wrap_key(certified.public_key, secret)
-    assert _decrypt_in_tpm(tpm, binding, wrapped) == secret
+    assert decrypt_in_tpm(tpm, binding, wrapped) == secret
     # The label is part of the scheme: the same ciphertext does not open with another.
     with pytest.raises(TSS2_Exception):
-        _decrypt_in_tpm(tpm, binding, wrapped, b"other\x00")
+        decrypt_in_tpm(tpm, binding, wrapped, b"other\x00")
 
 
 @pytest.mark.swtpm
 def test_a_signing_key_is_certified_as_signing_and_refused_as_binding(tpm: TPMAdapter):
     ak = tpm.create_ak()
-    signing = _primary(tpm, "rsa2048:rsassa-sha256:null", _TPM_BOUND | _AUTH | TPMA_OBJECT.SIGN_ENCRYPT)
-    request = _certify(tpm, signing, ak)
+    signing = primary_key(tpm, "rsa2048:rsassa-sha256:null", _TPM_BOUND | _AUTH | TPMA_OBJECT.SIGN_ENCRYPT)
+    request = certification_request(tpm, signing, ak)
     assert (
         verify_certified_key(request, KeyUsage.SIGNING, load_ak_public(ak.public)).usage is KeyUsage.SIGNING
     )
     error = _expect("key-attributes-invalid", request, KeyUsage.BINDING, ak)
     assert "decrypt" in error.message and "sign" in error.message
     binding = tpm.create_key("rsa")
-    _expect("key-attributes-invalid", _certify(tpm, binding, ak), KeyUsage.SIGNING, ak)
+    _expect("key-attributes-invalid", certification_request(tpm, binding, ak), KeyUsage.SIGNING, ak)
 
 
 @pytest.mark.swtpm
@@ -127,25 +103,25 @@ def test_a_software_key_loaded_into_the_tpm_is_not_tpm_bound(tpm: TPMAdapter):
     handle = tpm._esapi.load_external(public, TPM2B_SENSITIVE.from_pem(pem), ESYS_TR.NULL)
     _, loaded_name, _ = tpm._esapi.read_public(handle)
     imported = TPMKey(handle, public.marshal(), bytes(loaded_name))
-    error = _expect("key-not-tpm-bound", _certify(tpm, imported, ak), KeyUsage.BINDING, ak)
+    error = _expect("key-not-tpm-bound", certification_request(tpm, imported, ak), KeyUsage.BINDING, ak)
     assert "fixedTPM" in error.message
 
 
 @pytest.mark.swtpm
 def test_small_and_ecc_keys_are_refused(tpm: TPMAdapter):
     ak = tpm.create_ak()
-    small = _primary(tpm, "rsa1024:null:null", _TPM_BOUND | _AUTH | TPMA_OBJECT.DECRYPT)
-    _expect("key-too-small", _certify(tpm, small, ak), KeyUsage.BINDING, ak)
+    small = primary_key(tpm, "rsa1024:null:null", _TPM_BOUND | _AUTH | TPMA_OBJECT.DECRYPT)
+    _expect("key-too-small", certification_request(tpm, small, ak), KeyUsage.BINDING, ak)
     tpm.flush(small)
-    ecc = _primary(tpm, "ecc256:null:null", _TPM_BOUND | _AUTH | TPMA_OBJECT.DECRYPT)
-    _expect("key-type-unsupported", _certify(tpm, ecc, ak), KeyUsage.BINDING, ak)
+    ecc = primary_key(tpm, "ecc256:null:null", _TPM_BOUND | _AUTH | TPMA_OBJECT.DECRYPT)
+    _expect("key-type-unsupported", certification_request(tpm, ecc, ak), KeyUsage.BINDING, ak)
 
 
 @pytest.mark.swtpm
 def test_tampered_or_mismatched_statements_are_refused_each_with_its_code(tpm: TPMAdapter):
     ak = tpm.create_ak()
     binding = tpm.create_key("rsa")
-    request = _certify(tpm, binding, ak)
+    request = certification_request(tpm, binding, ak)
     not_tpm = replace(request, certify_info=b"\x00" + request.certify_info[1:])
     _expect("certify-not-tpm-generated", not_tpm, KeyUsage.BINDING, ak)
     # A genuine TPM statement of another kind (a quote by the same AIK) is not a certification.
@@ -156,13 +132,13 @@ def test_tampered_or_mismatched_statements_are_refused_each_with_its_code(tpm: T
     flipped[-1] ^= 1
     _expect("certify-signature-invalid", replace(request, certify_info=bytes(flipped)), KeyUsage.BINDING, ak)
     # Signed by another AIK (another TPM's, here another primary of this one).
-    other_ak = _primary(
+    other_ak = primary_key(
         tpm,
         "rsa2048:rsassa-sha256:null",
         _TPM_BOUND | _AUTH | TPMA_OBJECT.RESTRICTED | TPMA_OBJECT.SIGN_ENCRYPT,
         unique=b"other-ak",
     )
-    by_other = _certify(tpm, binding, other_ak)
+    by_other = certification_request(tpm, binding, other_ak)
     _expect("certify-signature-invalid", by_other, KeyUsage.BINDING, ak)
     # The statement is about one key, the public area sent is another's.
     tpm.flush(other_ak)
@@ -213,7 +189,7 @@ def test_the_key_certificate_carries_the_tpm_statement_and_a_key_broker_rechecks
     ak = tpm.create_ak()
     aik = load_ak_public(ak.public)
     binding = tpm.create_key("rsa")
-    certified = verify_certified_key(_certify(tpm, binding, ak), KeyUsage.BINDING, aik)
+    certified = verify_certified_key(certification_request(tpm, binding, ak), KeyUsage.BINDING, aik)
     ca_cert, ca_key = _issuer()
     cert = build_certified_key_certificate(certified, ca_cert, ca_key, days=365)
     der = cert.public_bytes(Encoding.DER)

@@ -3,24 +3,28 @@
 What PyKMIP 0.11's server needs (found by running it with SQLAlchemy 2.1, cryptography 51, Python 3.11):
 
 - ``server.conf`` with a ``[server]`` section holding all of ``hostname``, ``port``, ``certificate_path``,
-  ``key_path``, ``ca_path`` and ``auth_suite`` (missing one is a startup error); ``auth_suite = TLS1.2``
-  makes it speak TLS 1.2 only (``PROTOCOL_TLSv1_2``, with KMIP's TLS 1.2 cipher list: ECDHE-ECDSA and
-  ECDHE-RSA AES suites among them, so EC P-256 certificates work).
-- ``enable_tls_client_auth = True``: the client certificate must carry ``extendedKeyUsage=clientAuth``,
-  else every request is answered with *Authentication Not Successful*. The certificates here carry
-  ``serverAuth, clientAuth``. The client identity (the owner of every object it creates) is the
-  certificate's common name: another client certificate of the same CA cannot read those objects.
-- ``database_path``: the SQLite file of the objects; without it the server writes ``/tmp/pykmip.database``,
+  ``key_path``, ``ca_path`` and ``auth_suite`` (missing one is a startup error). ``auth_suite = TLS1.2``
+  makes it speak TLS 1.2 only, with KMIP's TLS 1.2 cipher list (ECDHE-ECDSA suites among them, so the
+  EC P-256 certificates made here work).
+- Client certificates: OpenSSL on the server refuses, in the handshake, one whose extendedKeyUsage lacks
+  clientAuth; with ``enable_tls_client_auth = True`` PyKMIP also answers every request from a certificate
+  *without* that extension with *Authentication Not Successful*. The certificates here carry
+  ``serverAuth, clientAuth``. The client identity, owner of every object it creates, is the certificate's
+  single common name: a certificate of the same CA with another CN gets *Permission Denied* on them.
+- ``database_path``: the SQLite file of the objects; without it the server uses ``/tmp/pykmip.database``,
   shared by every server on the machine.
 - ``policy_path``: a directory of operation-policy JSON files. Without it the policy monitor lists the
   server's *working directory*; an empty directory of our own keeps it quiet.
 - ``-l server.log``: without it the server logs to ``/var/log/pykmip/server.log``.
+- On stderr it prints CryptographyDeprecationWarnings (TripleDES, Camellia, ARC4, OFB, CFB moved to
+  ``decrepit``) and an SQLAlchemy ``SAWarning`` (TypeDecorator ``EnumType`` without ``cache_ok``): harmless,
+  kept in ``server.stderr``. Its client, imported in a process, warns once (``MovedIn20Warning``,
+  ``declarative_base``) and, with its own socket setup, ``DeprecationWarning: ssl.PROTOCOL_TLS``.
 - Stopping: SIGINT ends the accept loop at once (its handler raises KeyboardInterrupt); SIGTERM only sets
   a flag that the 10 s accept timeout notices. The server also forks a ``multiprocessing`` manager and
   the policy monitor, so it runs in its own session and the fixture signals the whole process group.
-- It is ready (accepts TLS and answers) in 1-4 s; the fixture polls with a full mTLS handshake until
-  then, with a 15 s deadline.
-- It prints a ``DeprecationWarning`` for ``ssl.PROTOCOL_TLSv1_2`` to its stderr: harmless.
+- It completes an mTLS handshake about 1 s after starting here; the fixture polls with full handshakes
+  until then, with a 15 s deadline, and fails with the end of its logs if it exits or misses the deadline.
 
 A missing PyKMIP is a failure with the install hint, never a skip: KMIP tests must not pass without a
 server.
@@ -50,7 +54,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-INSTALL_HINT = "pip install -e '.[kmip,test]' (PyKMIP: pykmip on PyPI)"
+INSTALL_HINT = "pip install -e '.[test]' (the test extra includes kmip: PyKMIP, pykmip on PyPI)"
 READY_SECONDS = 15.0
 
 

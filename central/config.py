@@ -41,6 +41,18 @@ class CentralConfig:
     # Hosts whose last boot (manifest, ~260 KiB each) each central process keeps in memory, so their
     # next report skips parsing and replaying the event log. 0 keeps none.
     verifier_memo_hosts: int = 1024
+    # Where the key broker keeps key material: "sealed" (embedded: sealed under a key-encryption key in
+    # <state_dir>/keys/kek) or "kmip" (a KMIP server, reached over mutual TLS with the kmip_* settings).
+    key_store: str = "sealed"
+    # The KMIP server, and the central's client identity there (PEM files; relative paths are taken in
+    # <state_dir>/keys). Empty: not set; key_store = "kmip" needs all of them.
+    kmip_host: str = ""
+    kmip_port: int = 5696
+    kmip_client_certificate: str = ""
+    kmip_client_key: str = ""
+    kmip_ca_certificate: str = ""
+    # Bound on connecting to the KMIP server, the TLS handshake and each of its answers.
+    kmip_timeout_seconds: int = 10
     log_level: str = "INFO"
 
     @property

@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 import requests
 from secl.trustagent.hostinfo import SECURE_BOOT_VARIABLE
-from secl.trustagent.tpm import TPMAdapter
 
 from secl.core.hashalg import HashAlg
+from secl.host.tpm import TPMAdapter
 from tests.central_fixtures import CentralState
 from tests.corpus import corpus_path
 from tests.live_central import LiveCentral

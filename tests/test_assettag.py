@@ -27,7 +27,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
-from secl.trustagent.tpm import TPMAdapter
 
 from secl.core.assettag import (
     ASSET_TAG_NV_SIZE,
@@ -57,6 +56,7 @@ from secl.core.pcrevents import thaw
 from secl.core.quote import secl_qualifying_data, verify_quote
 from secl.core.tpm import load_ak_public
 from secl.core.verifymemo import VerificationMemo
+from secl.host.tpm import TPMAdapter
 from tests.corpus import corpus_bytes
 from tests.swtpm import RunningSwtpm
 

@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from secl.trustagent.tpm import TPMAdapter
 
 from secl.core.hashalg import HashAlg
+from secl.host.tpm import TPMAdapter
 from tests.agent_harness import ProvisionedAgent, admin_headers, api
 from tests.central_fixtures import CentralState
 from tests.corpus import corpus_path

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from secl.trustagent.tpm import TPMAdapter
 
 from secl.core.hashalg import HashAlg
+from secl.host.tpm import TPMAdapter
 from tests.swtpm import RunningSwtpm
 from tests.test_quote_swtpm import NONCE, tools_quote
 

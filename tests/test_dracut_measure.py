@@ -22,12 +22,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from secl.trustagent.tpm import TPMAdapter
 
 from secl.core.appeventlog import parse_event_log, replay
 from secl.core.hashalg import HashAlg
 from secl.core.measurementlog import parse_measurement_xml
 from secl.core.pcrevents import PcrRef
+from secl.host.tpm import TPMAdapter
 from tests.swtpm import RunningSwtpm
 
 pytestmark = pytest.mark.swtpm

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from secl.trustagent.tpm import TPMAdapter, TPMError, TPMKey
 
 from secl.core.errors import CertifyError, QuoteError
 from secl.core.hashalg import HashAlg
 from secl.core.pcrfile import dump_pcr_values_tpm2_tools, load_pcr_values
 from secl.core.quote import unverified_quote_selection, verify_certify, verify_quote
 from secl.core.tpm import load_ak_public
+from secl.host.tpm import TPMAdapter, TPMError, TPMKey
 from tests.swtpm import RunningSwtpm
 
 pytestmark = pytest.mark.swtpm

@@ -18,15 +18,16 @@ from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
+from secl.trustagent.agenttpm import AgentTPM
+from secl.trustagent.api import create_app
 from secl.trustagent.config import TrustAgentConfig
-from secl.trustagent.server import AgentTPM, create_app
-from secl.trustagent.tpm import TPMAdapter
 
 from secl.core.errors import QuoteError, ReplayError
 from secl.core.eventlog import parse_event_log, pcr_banks_from_json
 from secl.core.hashalg import HashAlg
 from secl.core.quote import verify_quote
 from secl.core.tpm import load_ak_public
+from secl.host.tpm import TPMAdapter
 from tests.corpus import corpus_path
 from tests.swtpm import RunningSwtpm
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 from secl.trustagent import assettag
+from secl.trustagent.agenttpm import AgentTPM
+from secl.trustagent.api import create_app
 from secl.trustagent.cli import _asset_tag_index
-from secl.trustagent.server import AgentTPM, create_app
-from secl.trustagent.tpm import TPMAdapter, TPMError
 from tpm2_pytss.constants import TPMA_NV
 
 from secl.core.assettag import ASSET_TAG_NV_INDEX
@@ -25,6 +25,7 @@ from secl.core.errors import QuoteError
 from secl.core.eventlog import pcr_banks_from_json
 from secl.core.quote import secl_qualifying_data, verify_quote
 from secl.core.tpm import load_ak_public
+from secl.host.tpm import TPMAdapter, TPMError
 from tests.swtpm import RunningSwtpm
 from tests.test_trustagent_api import Agent, agent, agent_config  # noqa: F401 (the fixture)
 from tests.tpm2tools import require_tool

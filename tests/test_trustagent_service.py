@@ -34,11 +34,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from secl.central.keyfiles import KeyFiles
 from secl.trustagent.config import TrustAgentConfig, load_config
-from secl.trustagent.tpm import TPMAdapter
 
 from secl.core.eventlog import parse_event_log, pcr_banks_from_json
 from secl.core.quote import verify_quote
 from secl.core.tpm import load_ak_public
+from secl.host.tpm import TPMAdapter
 from tests.central_fixtures import CentralState
 from tests.corpus import corpus_path
 from tests.live_central import LiveCentral

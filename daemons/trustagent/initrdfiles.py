@@ -92,8 +92,9 @@ def initrd_files() -> list[str]:
     """Every file the initrd needs for ``secl-measure`` to run as it does on this system."""
     # Import what the command runs, TPM included (tpm2-pytss loads its TSS bindings on import).
     import secl.trustagent.measure_cli
-    import secl.trustagent.tpm  # noqa: F401
     import tpm2_pytss  # noqa: F401
+
+    import secl.host.tpm  # noqa: F401
 
     stdlib = _stdlib_dirs()
     files: dict[str, None] = {}

@@ -1,3 +1,10 @@
-"""Shared pytest fixtures. swtpm fixtures live in tests/swtpm.py and are registered here."""
+"""Shared pytest fixtures: they live in helper modules (tests/swtpm.py, ...), registered here as plugins."""
 
-pytest_plugins = ["tests.swtpm", "tests.central_fixtures", "tests.live_central", "tests.agent_harness"]
+pytest_plugins = [
+    "tests.swtpm",
+    "tests.central_fixtures",
+    "tests.live_central",
+    "tests.agent_harness",
+    "tests.inprocess_agent",
+    "tests.cli_central",
+]

@@ -12,7 +12,7 @@ import pytest
 from secl.core.hashalg import HashAlg
 from secl.host.tpm import TPMAdapter
 from tests.swtpm import RunningSwtpm
-from tests.test_quote_swtpm import NONCE, tools_quote
+from tests.tpm2tools import NONCE, tools_quote
 
 pytestmark = pytest.mark.swtpm
 

@@ -34,9 +34,10 @@ from secl.core.quote import verify_quote
 from secl.core.tpm import load_ak_public
 from secl.host.measure import measure
 from tests.corpus import corpus_path
+from tests.firmware_boot import OVMF_LOG, boot
+from tests.inprocess_agent import agent_config
+from tests.measure_command import run
 from tests.swtpm import RunningSwtpm
-from tests.test_measure_cli import run
-from tests.test_trustagent_api import OVMF_LOG, agent_config, boot
 
 pytestmark = pytest.mark.swtpm
 

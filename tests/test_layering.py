@@ -160,6 +160,18 @@ def test_the_checker_sees_every_package() -> None:
         assert expected in names, expected
 
 
+def test_test_modules_share_helpers_not_each_other() -> None:
+    # Shared fixtures and helpers live in helper modules (tests/corpus.py, tests/agent_process.py, ...):
+    # importing a test module runs its module-level code and ties two tests' files together.
+    found = [
+        f"tests/{file.name}:{line}: {name}"
+        for file in sorted((REPO / "tests").glob("*.py"))
+        for line, name in imported_names(file.read_text(), f"tests.{file.stem}", is_package=False)
+        if name.startswith("tests.test_")
+    ]
+    assert not found, "\n".join(found)
+
+
 def _fake_repo(root: Path, files: dict[str, str]) -> Path:
     (root / "setup.cfg").write_text(
         "[options]\npackage_dir =\n    secl = secl\n    secl.central = central\n"

@@ -25,9 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from secl.trustagent.measure import measure
-
 from secl.core.appmanifest import parse_manifest
+from secl.host.measure import measure
 
 UUID = "834076cd-f733-4cca-a417-113fac90adc7"
 MANIFEST = (

@@ -26,12 +26,11 @@ from cryptography.hazmat.primitives.hashes import SHA256
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from secl.trustagent.tpm import TPMAdapter
-
 from secl.core.hashalg import HashAlg
 from secl.core.pcrfile import load_pcr_values
 from secl.core.quote import verify_quote
 from secl.core.tpm import AKPublic, load_ak_public, unmarshal_signature
+from secl.host.tpm import TPMAdapter
 
 CORPUS = (
     Path(__file__).resolve().parent.parent.parent / "shared" / "corpus" / "keylime" / "test-data" / "files"

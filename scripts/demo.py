@@ -29,10 +29,9 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from secl.trustagent.tpm import TPMAdapter  # noqa: E402
-
 from secl.core.eventlog import parse_event_log  # noqa: E402
 from secl.core.hashalg import HashAlg  # noqa: E402
+from secl.host.tpm import TPMAdapter  # noqa: E402
 from tests.corpus import corpus_path  # noqa: E402
 from tests.swtpm import manufacture, start_swtpm  # noqa: E402
 

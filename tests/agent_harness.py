@@ -7,7 +7,7 @@ the firmware did during boot), runs ``secl-trustagent setup`` with an enrollment
 127.0.0.1) with host info read from corpus data. :meth:`ProvisionedAgent.reboot_with` stops the agent,
 extends extra measurements (a changed boot component), and starts it again.
 
-The helpers of tests/test_trustagent_service.py and tests/test_trustagent_api.py are reused, not copied.
+The helpers of tests/agent_process.py and tests/firmware_boot.py are reused, not copied.
 """
 
 from __future__ import annotations
@@ -23,32 +23,42 @@ from pathlib import Path
 import pytest
 import requests
 from secl.trustagent.hostinfo import SECURE_BOOT_VARIABLE
-from secl.trustagent.tpm import TPMAdapter
 
 from secl.core.hashalg import HashAlg
-from tests.central_fixtures import CentralState
-from tests.corpus import corpus_path
-from tests.live_central import LiveCentral
-from tests.swtpm import RunningSwtpm
-from tests.test_trustagent_api import HOSTINFO, OVMF_LOG, boot
-from tests.test_trustagent_service import (
+from secl.host.tpm import TPMAdapter
+from tests.agent_process import (
     RunningAgent,
-    _admin_headers,
-    _free_port,
-    _trust_the_swtpm_ek_ca,
+    admin_headers,
     agent,
     agent_env,
     enrollment_token,
+    free_port,
     setup_args,
     start_agent,
+    trust_the_swtpm_ek_ca,
 )
+from tests.central_fixtures import CentralState
+from tests.corpus import corpus_path
+from tests.firmware_boot import HOSTINFO, OVMF_LOG, boot
+from tests.live_central import LiveCentral
+from tests.swtpm import RunningSwtpm
+
+__all__ = [  # admin_headers is re-exported: the e2e tests take it from here
+    "CHANGED_BOOT",
+    "HARDWARE_UUID",
+    "ProvisionedAgent",
+    "admin_headers",
+    "api",
+    "efi_variables",
+    "golden",
+    "provision_agent",
+    "short_work",
+]
 
 #: The hardware UUID in the corpus's SMBIOS table (hostinfo test data "whitley").
 HARDWARE_UUID = "88888888-8887-1615-0115-071ba5a5a5a5"
-
-
-def admin_headers(live: LiveCentral, central: CentralState) -> dict[str, str]:
-    return _admin_headers(live, central)
+#: Digests of a changed boot component for :meth:`ProvisionedAgent.reboot_with` (the tests put them in PCR 4).
+CHANGED_BOOT = {HashAlg.SHA1: b"\x04" * 20, HashAlg.SHA256: b"\x04" * 32}
 
 
 @dataclass
@@ -109,7 +119,7 @@ def provision_agent(
     """Provision and start the agent; with ``secure_boot`` its host info says Secure Boot is on, so the
     UEFI Secure Boot default template (PCRs 0, 2, 3, 4, 6, 7) applies besides the UEFI one. ``event_log``
     (a corpus path) is the firmware log the swtpm's PCRs are extended from and the agent serves."""
-    port = _free_port()
+    port = free_port()
     efivars = efi_variables(tmp_path / "efivars", secure_boot=secure_boot)
     env = agent_env(
         tmp_path, swtpm.tcti, listen=f"127.0.0.1:{port}", event_log_path=str(corpus_path(event_log)),
@@ -117,7 +127,7 @@ def provision_agent(
         efi_dir=str(tmp_path), efi_vars_dir=str(efivars), msr_path=str(tmp_path / "no-msr"),
         host_name="localhost",
     )  # fmt: skip
-    _trust_the_swtpm_ek_ca(live, central, swtpm)
+    trust_the_swtpm_ek_ca(live, central, swtpm)
     setup = agent(env, *setup_args(live, central, enrollment_token(live, central)))
     assert setup.returncode == 0, setup.stdout + setup.stderr
     boot(swtpm.tcti, corpus_path(event_log).read_bytes())

@@ -1,10 +1,12 @@
-"""Shared pytest fixtures. swtpm fixtures live in tests/swtpm.py, the KMIP server in tests/kmip_server.py;
-both are registered here."""
+"""Shared pytest fixtures: they live in helper modules (tests/swtpm.py, tests/kmip_server.py, ...),
+registered here as plugins."""
 
 pytest_plugins = [
     "tests.swtpm",
     "tests.central_fixtures",
     "tests.live_central",
     "tests.agent_harness",
+    "tests.inprocess_agent",
+    "tests.cli_central",
     "tests.kmip_server",
 ]

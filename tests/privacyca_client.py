@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from flask.testing import FlaskClient
-from secl.trustagent.tpm import EKInfo, TPMAdapter, TPMKey
 from tpm2_pytss.constants import ESYS_TR, TPM2_ALG, TPM2_SE
 from tpm2_pytss.types import TPM2B_ENCRYPTED_SECRET, TPM2B_ID_OBJECT, TPMT_SYM_DEF
 from tpm2_pytss.utils import NVReadEK, create_ek_template
+
+from secl.host.tpm import EKInfo, TPMAdapter, TPMKey
 
 _EK_TEMPLATES = {"rsa": "EK-RSA2048", "ecc": "EK-ECC256"}
 REQUEST = "/hvs/v2/privacyca/identity-challenge-request"

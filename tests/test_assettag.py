@@ -25,9 +25,8 @@ import pytest
 from asn1crypto import x509 as ax509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import NameOID
-from secl.trustagent.tpm import TPMAdapter
 
 from secl.core.assettag import (
     ASSET_TAG_NV_SIZE,
@@ -44,7 +43,6 @@ from secl.core.assettag import (
     TagVerificationError,
     asset_tag_digest_from_nv,
     build_asset_tag_flavor,
-    create_tag_certificate,
     parse_asset_tag_flavor,
     parse_tag_certificate,
     parse_tag_selection,
@@ -57,69 +55,14 @@ from secl.core.pcrevents import thaw
 from secl.core.quote import secl_qualifying_data, verify_quote
 from secl.core.tpm import load_ak_public
 from secl.core.verifymemo import VerificationMemo
+from secl.host.tpm import TPMAdapter
 from tests.corpus import corpus_bytes
 from tests.swtpm import RunningSwtpm
+from tests.tag_ca import END, HOST, INSIDE, OTHER_HOST, START, TagCA, make_tag_ca
 
 SECL_PEM = "intel-secl/pkg/lib/flavor/test/resources/AssetTagpem.Cert"
 RHEL_FLAVOR = "intel-secl/pkg/lib/flavor/test/resources/RHELAssetTagFlavor.json"
 VERIFIER = "intel-secl/pkg/lib/verifier/test_data"
-HOST = "4c4c4544-0051-3510-8047-b3c04f4e3432"
-OTHER_HOST = "80e54342-94f2-e711-906e-001560a04062"
-START = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
-END = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
-INSIDE = dt.datetime(2024, 6, 1, tzinfo=dt.UTC)
-
-
-@dataclasses.dataclass(frozen=True)
-class TagCA:
-    certificate: x509.Certificate
-    key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
-
-    def issue(self, selection: TagSelection | None = None, **changes) -> TagCertificate:
-        values = {
-            "ca_certificate": self.certificate,
-            "ca_key": self.key,
-            "hardware_uuid": HOST,
-            "selection": selection or TagSelection.of({"country": "DE", "rack": "R12"}),
-            "not_before": START,
-            "not_after": END,
-            "serial_number": x509.random_serial_number(),
-        }
-        values.update(changes)
-        return create_tag_certificate(**values)
-
-    def pem(self) -> bytes:
-        return self.certificate.public_bytes(serialization.Encoding.PEM)
-
-
-def make_tag_ca(
-    kind: str = "ec",
-    common_name: str = "secl Tag CA",
-    *,
-    not_before: dt.datetime = dt.datetime(2020, 1, 1, tzinfo=dt.UTC),
-    not_after: dt.datetime = dt.datetime(2040, 1, 1, tzinfo=dt.UTC),
-    ca: bool = True,
-) -> TagCA:
-    """A self-signed Tag CA: EC P-384 like the central's, or RSA-3072 with a PrintableString CN like SecL's."""
-    if kind == "ec":
-        key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey = ec.generate_private_key(ec.SECP384R1())
-        name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "secl"), x509.NameAttribute(NameOID.COMMON_NAME, common_name)])  # fmt: skip
-    else:
-        key = rsa.generate_private_key(65537, 3072)
-        printable = x509.name._ASN1Type.PrintableString
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name, _type=printable)])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        .sign(key, hashes.SHA384())
-    )
-    return TagCA(cert, key)
 
 
 @pytest.fixture(scope="module")

@@ -39,11 +39,11 @@ from secl.central.hvs.worker import Worker
 from secl.central.keyfiles import KeyFiles
 from secl.central.store.hvs_flavor_models import Host
 from secl.central.store.hvs_report_models import Report
-from secl.trustagent.tpm import TPMAdapter
 
 from secl.cli.main import cli
 from secl.core.assettag import ASSET_TAG_NV_INDEX, TagSelection
 from secl.core.attestation import verify_attestation_result
+from secl.host.tpm import TPMAdapter
 from tests.agent_harness import HARDWARE_UUID, ProvisionedAgent, admin_headers, api
 from tests.central_fixtures import CentralState
 from tests.live_central import LiveCentral

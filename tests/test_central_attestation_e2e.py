@@ -45,14 +45,11 @@ from secl.central.store.hvs_flavor_models import Host, StoredFlavor
 from secl.central.store.hvs_report_models import HostManifestRecord, Report
 
 from secl.core.attestation import verify_attestation_result
-from secl.core.hashalg import HashAlg
-from tests.agent_harness import HARDWARE_UUID, ProvisionedAgent, admin_headers, api
+from tests.agent_harness import CHANGED_BOOT, HARDWARE_UUID, ProvisionedAgent, admin_headers, api
 from tests.central_fixtures import CentralState
 from tests.live_central import LiveCentral
 
 pytestmark = pytest.mark.swtpm
-
-CHANGED_BOOT = {HashAlg.SHA1: b"\x04" * 20, HashAlg.SHA256: b"\x04" * 32}
 
 
 @pytest.fixture

@@ -29,9 +29,9 @@ from secl.core.hashalg import HashAlg
 from tests.agent_harness import ProvisionedAgent, admin_headers, api
 from tests.central_fixtures import CentralState
 from tests.corpus import corpus_path
+from tests.firmware_boot import OVMF_LOG, boot
 from tests.live_central import LiveCentral
 from tests.swtpm import RunningSwtpm, SwtpmState, start_swtpm
-from tests.test_trustagent_api import OVMF_LOG, boot
 
 pytestmark = pytest.mark.swtpm
 

@@ -46,10 +46,9 @@ from secl.central.store.hvs_report_models import HostManifestRecord, Report
 from sqlalchemy import select, text
 
 from secl.core.attestation import verify_attestation_result
-from tests.agent_harness import HARDWARE_UUID, ProvisionedAgent, admin_headers, api
+from tests.agent_harness import CHANGED_BOOT, HARDWARE_UUID, ProvisionedAgent, admin_headers, api
 from tests.central_fixtures import CentralState
 from tests.live_central import LiveCentral, _toml
-from tests.test_central_attestation_e2e import CHANGED_BOOT
 
 UNREACHABLE = "intel:https://127.0.0.1:1"
 

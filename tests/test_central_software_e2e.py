@@ -26,17 +26,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from secl.trustagent.tpm import TPMAdapter
 
 from secl.core.hashalg import HashAlg
+from secl.host.tpm import TPMAdapter
 from tests.agent_harness import ProvisionedAgent, admin_headers, api
 from tests.central_fixtures import CentralState
+from tests.cli_central import Central
 from tests.corpus import corpus_path
+from tests.firmware_boot import OVMF_LOG, boot
 from tests.live_central import LiveCentral
+from tests.measure_command import run as secl_measure
 from tests.swtpm import SwtpmState, start_swtpm
-from tests.test_cli_admin import Central
-from tests.test_measure_cli import run as secl_measure
-from tests.test_trustagent_api import OVMF_LOG, boot
 
 pytestmark = pytest.mark.swtpm
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tests.cli_central import Central
 from tests.corpus import corpus_path
-from tests.test_cli_admin import Central, central  # noqa: F401 (the fixture)
 
 VMWARE_FLAVORS = "intel-secl/pkg/lib/verifier/test_data/vmware12/signed_flavors.json"
 STM_EK = "keylime/extracted_from_tests/st_sha256_with_rsa.der"
 
 
-def test_hosts_lifecycle(central: Central):  # noqa: F811
+def test_hosts_lifecycle(central: Central):
     assert central.login().exit_code == 0
     added = central.run(
         "hosts", "add", "host1", "--connection", "intel:https://host1.example:1443", "-o", "json"
@@ -31,7 +31,7 @@ def test_hosts_lifecycle(central: Central):  # noqa: F811
     assert gone.exit_code != 0 and "not-found" in gone.stderr
 
 
-def test_flavors_upload_list_export_and_groups(central: Central, tmp_path: Path):  # noqa: F811
+def test_flavors_upload_list_export_and_groups(central: Central, tmp_path: Path):
     assert central.login().exit_code == 0
     uploaded = central.run("flavors", "upload", str(corpus_path(VMWARE_FLAVORS)))
     assert uploaded.exit_code == 0, uploaded.output + uploaded.stderr
@@ -51,7 +51,7 @@ def test_flavors_upload_list_export_and_groups(central: Central, tmp_path: Path)
     assert refused.exit_code == 3 and refused.stderr.startswith("secl: error: ")
 
 
-def test_flavorgroups_create_show_and_delete(central: Central):  # noqa: F811
+def test_flavorgroups_create_show_and_delete(central: Central):
     assert central.login().exit_code == 0
     created = central.run(
         "flavorgroups", "create", "rack-12", "--policy", "PLATFORM:ANY_OF:REQUIRED",
@@ -77,7 +77,7 @@ def test_flavorgroups_create_show_and_delete(central: Central):  # noqa: F811
     assert refused.exit_code != 0 and refused.stderr.startswith("secl: error: ")
 
 
-def test_tpm_endorsements_add_list_revoke_restore_delete(central: Central):  # noqa: F811
+def test_tpm_endorsements_add_list_revoke_restore_delete(central: Central):
     assert central.login().exit_code == 0
     # The STMicro RSA EK certificate from keylime's tests, as DER read from NV (trailing 0xFF padding).
     added = central.run("tpm-endorsements", "add", str(corpus_path(STM_EK)), "--hardware-uuid",

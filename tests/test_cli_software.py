@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from secl.cli.main import cli
 from secl.core.measurementlog import parse_measurement_xml
-from tests.test_measure_cli import run as secl_measure
+from tests.measure_command import run as secl_measure
 
 UUID = "834076cd-f733-4cca-a417-113fac90adc7"
 MANIFEST = (

@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from secl.trustagent.tpm import TPMAdapter
 
 from secl.core.hashalg import HashAlg
+from secl.host.tpm import TPMAdapter
 from tests.swtpm import RunningSwtpm
-from tests.test_quote_swtpm import NONCE, tools_quote
+from tests.tpm2tools import NONCE, tools_quote
 
 pytestmark = pytest.mark.swtpm
 

@@ -7,13 +7,13 @@ import json
 
 import pytest
 
-from tests.test_cli_admin import Central, assert_one_line_error, central  # noqa: F401 (the fixture)
+from tests.cli_central import Central, assert_one_line_error
 
 HOST = "0e6b4e1c-aaaa-4bbb-8ccc-0123456789ab"
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
-def test_tags_lifecycle_and_errors(central: Central) -> None:  # noqa: F811
+def test_tags_lifecycle_and_errors(central: Central) -> None:
     assert central.login().exit_code == 0
     created = central.run("tags", "create", "--hardware-uuid", HOST, "--tag", "country=DE",
                           "--tag", "formula=a=b", "--days", "30")  # fmt: skip

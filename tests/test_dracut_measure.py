@@ -13,6 +13,7 @@ the initramfs, not from the root being measured.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import shutil
@@ -22,12 +23,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from secl.trustagent.tpm import TPMAdapter
 
 from secl.core.appeventlog import parse_event_log, replay
 from secl.core.hashalg import HashAlg
 from secl.core.measurementlog import parse_measurement_xml
 from secl.core.pcrevents import PcrRef
+from secl.host.tpm import TPMAdapter
 from tests.swtpm import RunningSwtpm
 
 pytestmark = pytest.mark.swtpm
@@ -89,6 +90,17 @@ def test_image_holds_the_module_and_what_it_runs(initramfs: Path) -> None:
     assert (initramfs / str(Path(os.__file__).resolve()).lstrip("/")).is_file()
     tctis = [p.name for p in initramfs.glob("usr/lib/*/libtss2-tcti-device.so*")]
     assert tctis, "libtss2-tcti-device is missing from the initramfs"
+
+
+def test_the_file_list_holds_every_package_secl_measure_imports() -> None:
+    # Without dracut: the list module-setup.sh installs must carry secl-measure's own packages (the trust
+    # agent's command, secl.host's engine and TPM adapter, secl.core) and its third-party imports.
+    command = [sys.executable, "-m", "secl.trustagent.initrdfiles"]
+    listed = subprocess.run(command, capture_output=True, timeout=120, check=True).stdout.decode().split("\0")
+    for module in ("secl.trustagent.measure_cli", "secl.host.measure", "secl.host.tpm", "secl.core.appmanifest",
+                   "click", "tpm2_pytss", "cryptography", "defusedxml"):  # fmt: skip
+        file = importlib.import_module(module).__file__
+        assert file is not None and str(Path(file).resolve()) in listed, module
 
 
 def _chroot(initramfs: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -8,8 +8,7 @@ from secl.core.eventdecode import describe_event, secure_boot_state
 from secl.core.eventlog import parse_event_log
 from secl.core.eventtypes import EventType
 from secl.core.hashalg import HashAlg
-from tests.corpus import corpus_bytes, expected
-from tests.test_eventlog_tpm2tools import CORPUS_LOGS
+from tests.corpus import CORPUS_LOGS, corpus_bytes, expected
 
 
 @pytest.mark.parametrize("relative", CORPUS_LOGS)

@@ -11,52 +11,8 @@ from click.testing import CliRunner
 from secl.cli.main import cli
 from secl.core.eventlog import parse_event_log, pcr_banks_from_json
 from secl.core.hashalg import HashAlg
-from tests.corpus import corpus_bytes, corpus_path
+from tests.corpus import CORPUS_LOGS, corpus_bytes, corpus_path
 from tests.tpm2tools import tpm2_eventlog_pcrs
-
-# Every binary firmware log in the corpus (base64 ones are decoded to a temporary file first).
-CORPUS_LOGS = [
-    "go-tpm-tools/eventlogs/arch-linux-workstation.bin",
-    "go-tpm-tools/eventlogs/cos-85-amd-sev.bin",
-    "go-tpm-tools/eventlogs/cos-93-amd-sev.bin",
-    "go-tpm-tools/eventlogs/glinux-alex.bin",
-    "go-tpm-tools/eventlogs/ubuntu-1804-amd-sev.bin",
-    "go-tpm-tools/eventlogs/ubuntu-2104-no-dbx.bin",
-    "go-tpm-tools/eventlogs/ubuntu-2104-no-secure-boot.bin",
-    "go-attestation/attest/testdata/sb_cert_eventlog",
-    "go-attestation/attest/testdata/option_rom_eventlog",
-    "go-attestation/attest/testdata/ebs_event_missing_eventlog",
-    "go-attestation/attest/testdata/crypto_agile_eventlog",
-    "go-attestation/attest/testdata/coreos_36_shielded_vm_no_secure_boot_eventlog",
-    "go-attestation/attest/testdata/short_no_action_eventlog",
-    "tpm2-tools/test/integration/fixtures/event-arch-linux.bin",
-    "tpm2-tools/test/integration/fixtures/event-bootorder.bin",
-    "tpm2-tools/test/integration/fixtures/event-gce-ubuntu-2104-log.bin",
-    "tpm2-tools/test/integration/fixtures/event-moklisttrusted.bin",
-    "tpm2-tools/test/integration/fixtures/event-postcode.bin",
-    "tpm2-tools/test/integration/fixtures/event-sd-boot-fedora37.bin",
-    "tpm2-tools/test/integration/fixtures/event-uefi-sha1-log.bin",
-    "tpm2-tools/test/integration/fixtures/event-uefiaction.bin",
-    "tpm2-tools/test/integration/fixtures/event-uefiservices.bin",
-    "tpm2-tools/test/integration/fixtures/event-uefivar.bin",
-    "tpm2-tools/test/integration/fixtures/event.bin",
-    "tpm2-tss/test/data/fapi/eventlog/binary_measurements_hcrtm.b64",
-    "tpm2-tss/test/data/fapi/eventlog/binary_measurements_nuc.b64",
-    "tpm2-tss/test/data/fapi/eventlog/binary_measurements_pc_client.b64",
-    "tpm2-tss/test/data/fapi/eventlog/specid-vendordata.b64",
-    "fwupd/plugins/tpm-eventlog/tests/binary_bios_measurements-v1",
-    "fwupd/plugins/tpm-eventlog/tests/binary_bios_measurements-v2",
-    "ima-evm-utils/tests/sample-binary_bios_measurements-pcrs-8-9",
-    "ima-evm-utils/tests/test_binary_bios_measurements",
-    "intel-secl/pkg/tagent/test/eventlog/uefi_event_log.bin",
-    "intel-secl/pkg/tagent/test/eventlog/txt-logs.bin",
-    "keylime/test/data/mb_log.b64",
-    "keylime/test/data/create-mb-policy/binary_bios_measurements",
-    "keylime/test/data/create-mb-policy/binary_bios_measurements-secureboot",
-    "rust-keylime/keylime/test-data/uefi_log.bin",
-    "tcglog-parser/testdata/binary_bios_measurements",
-    "ovmf/ovmf-q35-swtpm-binary_bios_measurements.bin",
-]
 
 
 # tpm2_eventlog 5.4 gets PCR 0 wrong on logs with a StartupLocality event or an H-CRTM sequence: it

@@ -17,7 +17,6 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
-from secl.trustagent.tpm import TPMAdapter
 
 from secl.core.eventlog import parse_event_log
 from secl.core.hashalg import HashAlg
@@ -34,6 +33,7 @@ from secl.core.pcrevents import PcrRef
 from secl.core.quote import secl_qualifying_data, verify_quote
 from secl.core.secltags import secl_event_tags, secl_type_id, secl_type_name
 from secl.core.tpm import load_ak_public
+from secl.host.tpm import TPMAdapter
 from tests.corpus import corpus_bytes
 from tests.swtpm import RunningSwtpm
 

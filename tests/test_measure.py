@@ -1,4 +1,4 @@
-"""The measuring engine (``secl.trustagent.measure``) on trees built in tmp_path.
+"""The measuring engine (``secl.host.measure``) on trees built in tmp_path.
 
 Every expected digest is computed here with hashlib from the content the test wrote and SecL's rules
 (file = H(content); directory = H(sorted names, each + "\\n"); symlink = H(path + target); cumulative =
@@ -15,10 +15,10 @@ import threading
 from pathlib import Path
 
 import pytest
-from secl.trustagent.measure import MAX_LINKS, MeasureError, measure
 
 from secl.core.appmanifest import parse_manifest
 from secl.core.measurementlog import parse_measurement_xml, render_measurement_xml
+from secl.host.measure import MAX_LINKS, MeasureError, measure
 
 UUID = "834076cd-f733-4cca-a417-113fac90adc7"
 
@@ -219,7 +219,7 @@ def test_progress_reports_files_and_bytes(tree: Path) -> None:
 
 
 def test_hashing_runs_on_several_threads(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import secl.trustagent.measure as engine
+    import secl.host.measure as engine
 
     threads: set[str] = set()
     original = engine._hash_file

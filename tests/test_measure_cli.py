@@ -14,7 +14,6 @@ import os
 import shutil
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,25 +22,11 @@ from secl.core.appeventlog import parse_event_log, replay
 from secl.core.measurementlog import parse_measurement_xml
 from secl.core.pcrevents import PcrRef
 from tests.corpus import corpus_path
+from tests.measure_command import run
 from tests.tpm2tools import parse_pcrs_section, require_tool
 
 UUID_A = "834076cd-f733-4cca-a417-113fac90adc7"
 UUID_B = "7a9ac586-40f9-43b2-976b-26667431efca"
-COMMAND = Path(sys.executable).with_name("secl-measure")
-
-
-def run(
-    *args: str | Path, prefix: tuple[str, ...] = (), env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "SECL_TRUSTAGENT_CONFIG": "/dev/null", **(env or {})}
-    return subprocess.run(
-        [*prefix, str(COMMAND), *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env=environment,
-    )
 
 
 def manifest_file(path: Path, body: str, uuid: str = UUID_A, label: str = "app") -> Path:

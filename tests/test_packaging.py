@@ -68,7 +68,7 @@ def test_wheel_installs_everything_under_the_secl_namespace(wheel: Path):
     for module in (
         "secl/core/eventlog.py",
         "secl/central/__init__.py",
-        "secl/trustagent/tpm.py",
+        "secl/host/tpm.py",
         "secl/workloadagent/__init__.py",
         "secl/hooks/libvirt/__init__.py",
         "secl/cli/main.py",

@@ -7,48 +7,24 @@ The swtpm has no resource manager and three transient slots, so every tpm2-tools
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 from cryptography import x509
-from secl.trustagent.tpm import TPMAdapter, TPMError, TPMKey
 
 from secl.core.errors import CertifyError, QuoteError
 from secl.core.hashalg import HashAlg
 from secl.core.pcrfile import dump_pcr_values_tpm2_tools, load_pcr_values
 from secl.core.quote import unverified_quote_selection, verify_certify, verify_quote
 from secl.core.tpm import load_ak_public
+from secl.host.tpm import TPMAdapter, TPMError, TPMKey
 from tests.swtpm import RunningSwtpm
+from tests.tpm2tools import NONCE, tool, tools_quote
 
 pytestmark = pytest.mark.swtpm
 
-NONCE = bytes.fromhex("5ec1a77e57ed0001")
 MULTI_BANK = {HashAlg.SHA1: [0, 1, 2, 7], HashAlg.SHA256: list(range(24))}
-
-
-def tool(swtpm: RunningSwtpm, cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run one tpm2-tools command against the swtpm, then flush what it left loaded."""
-    if shutil.which(args[0]) is None:
-        pytest.fail(f"{args[0]} is not installed (Debian package tpm2-tools)", pytrace=False)
-    env = {**os.environ, "TPM2TOOLS_TCTI": swtpm.tcti}
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=60, check=False)
-    # Fails harmlessly when nothing is loaded, hence no check.
-    subprocess.run(
-        ["tpm2_flushcontext", "-t"], cwd=cwd, env=env, capture_output=True, timeout=60, check=False
-    )
-    if check and result.returncode != 0:
-        pytest.fail(f"{' '.join(args)} failed ({result.returncode}):\n{result.stderr}", pytrace=False)
-    return result
-
-
-def tools_quote(swtpm: RunningSwtpm, work: Path, kind: str, pcr_list: str, pcrs_format: str) -> None:
-    scheme = {"rsa": "rsassa", "ecc": "ecdsa"}[kind]
-    tool(swtpm, work, "tpm2_createek", "-c", "ek.ctx", "-G", "rsa", "-u", "ek.pub")
-    tool(swtpm, work, "tpm2_createak", "-C", "ek.ctx", "-c", "ak.ctx", "-G", kind, "-g", "sha256", "-s", scheme, "-u", "ak.pub")  # fmt: skip
-    tool(swtpm, work, "tpm2_quote", "-c", "ak.ctx", "-l", pcr_list, "-q", NONCE.hex(), "-m", "msg", "-s", "sig", "-o", "pcrs", "-F", pcrs_format, "-g", "sha256")  # fmt: skip
 
 
 @pytest.mark.parametrize("kind", ["rsa", "ecc"])

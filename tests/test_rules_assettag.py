@@ -23,7 +23,7 @@ from secl.core.rules import FaultName, RuleName
 from secl.core.rules_assettag import AssetTagMatches, TagCertificateTrusted, tag_certificate_der
 from secl.core.trustreport import TrustAnchors, evaluate_flavor
 from tests.corpus import corpus_bytes
-from tests.test_assettag import END, HOST, INSIDE, OTHER_HOST, START, TagCA, make_tag_ca
+from tests.tag_ca import END, HOST, INSIDE, OTHER_HOST, START, TagCA, make_tag_ca
 
 CASE = "intel-secl/pkg/lib/verifier/test_data/UnknownVendor"
 

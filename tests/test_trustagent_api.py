@@ -12,73 +12,25 @@ import base64
 import hashlib
 import os
 import subprocess
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from flask.testing import FlaskClient
-from secl.trustagent.config import TrustAgentConfig
-from secl.trustagent.server import AgentTPM, create_app
-from secl.trustagent.tpm import TPMAdapter
+from secl.trustagent.agenttpm import AgentTPM
+from secl.trustagent.api import create_app
 
 from secl.core.errors import QuoteError, ReplayError
 from secl.core.eventlog import parse_event_log, pcr_banks_from_json
 from secl.core.hashalg import HashAlg
 from secl.core.quote import verify_quote
 from secl.core.tpm import load_ak_public
+from secl.host.tpm import TPMAdapter
 from tests.corpus import corpus_path
+from tests.firmware_boot import OVMF_LOG
+from tests.inprocess_agent import Agent, agent_config
 from tests.swtpm import RunningSwtpm
 
 pytestmark = pytest.mark.swtpm
-
-OVMF_LOG = "ovmf/ovmf-q35-swtpm-binary_bios_measurements.bin"
-HOSTINFO = "intel-secl/pkg/lib/hostinfo/test_data/whitley"
-
-
-def boot(tcti: str, log: bytes) -> None:
-    """Extend every measured event of ``log`` into the TPM, as the firmware did during its boot."""
-    with TPMAdapter(tcti) as tpm:
-        for event in parse_event_log(log).iter_extended():
-            tpm.extend_pcr(event.pcr, dict(event.digests))
-
-
-def agent_config(tmp_path: Path, tcti: str) -> TrustAgentConfig:
-    return TrustAgentConfig(
-        tcti=tcti,
-        state_dir=tmp_path / "state",
-        event_log_path=corpus_path(OVMF_LOG),
-        os_release=corpus_path(f"{HOSTINFO}/os-release"),
-        dmi_table_path=corpus_path(f"{HOSTINFO}/DMI"),
-        efi_dir=tmp_path,
-        efi_vars_dir=corpus_path(HOSTINFO),
-        msr_path=tmp_path / "no-msr",
-        host_name="agent.example",
-    )
-
-
-class Agent:
-    def __init__(self, client: FlaskClient, config: TrustAgentConfig, tpm: AgentTPM) -> None:
-        self.client, self.config, self.tpm = client, config, tpm
-
-    def quote(self, nonce: bytes, **fields: object) -> dict:
-        response = self.client.post(
-            "/v2/tpm/quote", json={"nonce": base64.b64encode(nonce).decode(), **fields}
-        )
-        assert response.status_code == 200, response.json
-        return response.json
-
-
-@pytest.fixture
-def agent(swtpm: RunningSwtpm, tmp_path: Path) -> Iterator[Agent]:
-    boot(swtpm.tcti, corpus_path(OVMF_LOG).read_bytes())
-    config = agent_config(tmp_path, swtpm.tcti)
-    tpm = AgentTPM.from_config(config)
-    tpm.start()
-    try:
-        yield Agent(create_app(config, tpm).test_client(), config, tpm)
-    finally:
-        tpm.close()
 
 
 def verify(agent: Agent, body: dict, nonce: bytes):

@@ -18,10 +18,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
+from secl.trustagent.agenttpm import AgentTPM
+from secl.trustagent.api import create_app
 from secl.trustagent.appintegrity import install_default_manifests, render_default_manifest
 from secl.trustagent.config import TrustAgentConfig
-from secl.trustagent.measure import measure
-from secl.trustagent.server import AgentTPM, create_app
 from werkzeug.test import Client
 
 from secl.core.appeventlog import parse_event_log, replay
@@ -32,10 +32,12 @@ from secl.core.measurementlog import parse_measurement_xml
 from secl.core.pcrevents import PcrRef
 from secl.core.quote import verify_quote
 from secl.core.tpm import load_ak_public
+from secl.host.measure import measure
 from tests.corpus import corpus_path
+from tests.firmware_boot import OVMF_LOG, boot
+from tests.inprocess_agent import agent_config
+from tests.measure_command import run
 from tests.swtpm import RunningSwtpm
-from tests.test_measure_cli import run
-from tests.test_trustagent_api import OVMF_LOG, agent_config, boot
 
 pytestmark = pytest.mark.swtpm
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 from secl.trustagent import assettag
+from secl.trustagent.agenttpm import AgentTPM
+from secl.trustagent.api import create_app
 from secl.trustagent.cli import _asset_tag_index
-from secl.trustagent.server import AgentTPM, create_app
-from secl.trustagent.tpm import TPMAdapter, TPMError
 from tpm2_pytss.constants import TPMA_NV
 
 from secl.core.assettag import ASSET_TAG_NV_INDEX
@@ -25,8 +25,9 @@ from secl.core.errors import QuoteError
 from secl.core.eventlog import pcr_banks_from_json
 from secl.core.quote import secl_qualifying_data, verify_quote
 from secl.core.tpm import load_ak_public
+from secl.host.tpm import TPMAdapter, TPMError
+from tests.inprocess_agent import Agent, agent_config
 from tests.swtpm import RunningSwtpm
-from tests.test_trustagent_api import Agent, agent, agent_config  # noqa: F401 (the fixture)
 from tests.tpm2tools import require_tool
 
 pytestmark = pytest.mark.swtpm
@@ -99,13 +100,13 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def _verify(agent: Agent, body: dict, qualifying_data: bytes) -> None:  # noqa: F811
+def _verify(agent: Agent, body: dict, qualifying_data: bytes) -> None:
     aik = load_ak_public(agent.client.get("/v2/aik").json["aik"].encode())
     verify_quote(aik, base64.b64decode(body["attest"]), base64.b64decode(body["signature"]),
                  qualifying_data=qualifying_data, pcrs=pcr_banks_from_json(body["pcrs"]))  # fmt: skip
 
 
-def test_quotes_bind_the_tag_once_it_is_written(agent: Agent) -> None:  # noqa: F811
+def test_quotes_bind_the_tag_once_it_is_written(agent: Agent) -> None:
     nonce = os.urandom(32)
     # No index at all (setup never ran): no tag, the plain binding.
     untagged = agent.quote(nonce, pcrs=[0, 7])
@@ -152,14 +153,14 @@ def test_quotes_bind_the_tag_once_it_is_written(agent: Agent) -> None:  # noqa: 
          "hardware-uuid-mismatch"),
     ],
 )  # fmt: skip
-def test_bad_tag_requests_are_refused_with_a_code(agent: Agent, body: object, status: int, code: str) -> None:  # noqa: F811
+def test_bad_tag_requests_are_refused_with_a_code(agent: Agent, body: object, status: int, code: str) -> None:
     response = agent.client.post("/v2/tag", json=body)
     assert response.status_code == status and response.json["code"] == code, response.json
     with agent.tpm._session() as (tpm, _):
         assert assettag.read_tag(tpm) is None  # nothing was written
 
 
-def test_the_agent_app_answers_tag_routes_only_by_post(agent: Agent) -> None:  # noqa: F811
+def test_the_agent_app_answers_tag_routes_only_by_post(agent: Agent) -> None:
     assert agent.client.get("/v2/tag").status_code == 405
     config = agent_config(Path("/nonexistent"), "swtpm:host=127.0.0.1,port=1")
     down = create_app(config, AgentTPM.from_config(config)).test_client()

@@ -22,9 +22,9 @@ from secl.trustagent.hostinfo import (
     tpm_facts,
     txt_enabled,
 )
-from secl.trustagent.tpm import TPMAdapter
 
 from secl.core.hashalg import HashAlg
+from secl.host.tpm import TPMAdapter
 from tests.corpus import corpus_path
 from tests.swtpm import RunningSwtpm
 

@@ -16,9 +16,7 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
-import time
 import tomllib
 from collections.abc import Iterator
 from dataclasses import fields
@@ -34,11 +32,22 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from secl.central.keyfiles import KeyFiles
 from secl.trustagent.config import TrustAgentConfig, load_config
-from secl.trustagent.tpm import TPMAdapter
 
 from secl.core.eventlog import parse_event_log, pcr_banks_from_json
 from secl.core.quote import verify_quote
 from secl.core.tpm import load_ak_public
+from secl.host.tpm import TPMAdapter
+from tests.agent_process import (
+    AGENT,
+    admin_headers,
+    agent,
+    agent_env,
+    enrollment_token,
+    free_port,
+    setup_args,
+    start_agent,
+    trust_the_swtpm_ek_ca,
+)
 from tests.central_fixtures import CentralState
 from tests.corpus import corpus_path
 from tests.live_central import LiveCentral
@@ -47,9 +56,7 @@ from tests.swtpm import RunningSwtpm
 REPO = Path(__file__).resolve().parent.parent
 UNIT = REPO / "systemd" / "secl-trustagent.service"
 EXAMPLE_CONFIG = Path(secl.trustagent.__file__).parent / "trustagent.example.toml"
-AGENT = [sys.executable, "-m", "secl.trustagent.cli"]
 OVMF_LOG = "ovmf/ovmf-q35-swtpm-binary_bios_measurements.bin"
-READY_TIMEOUT = 60.0
 
 
 # --- the unit and the example configuration ------------------------------------------------------------
@@ -105,45 +112,7 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
     assert config.tcti == "tabrmd" and config.listen_address() == ("::1", 2443)
 
 
-# --- helpers: an isolated agent environment, a central-issued token, readiness ---------------------------
-
-
-def agent_env(tmp_path: Path, tcti: str, **settings: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SECL_") and k != "NOTIFY_SOCKET"}
-    config = tmp_path / "trustagent.toml"
-    config.touch()  # never the machine's /etc/secl/trustagent.toml
-    env |= {"SECL_TRUSTAGENT_CONFIG": str(config), "SECL_TRUSTAGENT_STATE_DIR": str(tmp_path / "state")}
-    env |= {"SECL_TRUSTAGENT_TCTI": tcti}
-    env |= {f"SECL_TRUSTAGENT_{key.upper()}": value for key, value in settings.items()}
-    return env
-
-
-def agent(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*AGENT, *args], env=env, capture_output=True, text=True, timeout=120, check=False)
-
-
-def enrollment_token(live: LiveCentral, central: CentralState, host: str = "localhost") -> str:
-    login = requests.post(
-        f"{live.url}/aas/v1/token",
-        json={"username": central.admin_username, "password": central.admin_password},
-        verify=live.ca_file,
-        timeout=30,
-    )
-    assert login.status_code == 200, login.text
-    minted = requests.post(
-        f"{live.url}/cms/v1/enrollment-tokens",
-        json={"host": host},
-        headers={"Authorization": f"Bearer {login.json()['token']}"},
-        verify=live.ca_file,
-        timeout=30,
-    )
-    assert minted.status_code == 201, minted.text
-    return minted.json()["token"]
-
-
-def setup_args(live: LiveCentral, central: CentralState, token: str) -> list[str]:
-    return ["setup", "--central", live.url, "--ca-fingerprint", central.root_ca_fingerprint,
-            "--token", token, "--host", "localhost"]  # fmt: skip
+# --- helpers (the agent's environment, token and readiness are in tests/agent_process.py) ----------------
 
 
 def _cert(path: Path) -> x509.Certificate:
@@ -151,29 +120,6 @@ def _cert(path: Path) -> x509.Certificate:
 
 
 # --- setup ---------------------------------------------------------------------------------------------
-
-
-def _admin_headers(live: LiveCentral, central: CentralState) -> dict[str, str]:
-    login = requests.post(
-        f"{live.url}/aas/v1/token",
-        json={"username": central.admin_username, "password": central.admin_password},
-        verify=live.ca_file,
-        timeout=30,
-    )
-    assert login.status_code == 200, login.text
-    return {"Authorization": f"Bearer {login.json()['token']}"}
-
-
-def _trust_the_swtpm_ek_ca(live: LiveCentral, central: CentralState, swtpm: RunningSwtpm) -> None:
-    for path in [*sorted(swtpm.ca_dir.glob("*rootca-cert.pem")), swtpm.ca_dir / "issuercert.pem"]:
-        added = requests.post(
-            f"{live.url}/hvs/v2/endorsement-cas",
-            json={"certificate": path.read_text()},
-            headers=_admin_headers(live, central),
-            verify=live.ca_file,
-            timeout=30,
-        )
-        assert added.status_code == 201, added.text
 
 
 @pytest.mark.swtpm
@@ -202,7 +148,7 @@ def test_setup_gets_tls_and_aik_certificates_and_is_idempotent(
     assert not (state / "aik-cert.pem").exists()
 
     # Once the operator trusts the TPM vendor's CA, the same run (same token) enrolls the AIK.
-    _trust_the_swtpm_ek_ca(live_central, central_state, swtpm)
+    trust_the_swtpm_ek_ca(live_central, central_state, swtpm)
     before = (state / "tls-cert.pem").read_bytes()
     second = agent(env, *args)
     assert second.returncode == 0, second.stdout + second.stderr
@@ -216,7 +162,7 @@ def test_setup_gets_tls_and_aik_certificates_and_is_idempotent(
     # ... and the host registered itself, under its own name, with the address the central will dial.
     hosts = requests.get(
         f"{live_central.url}/hvs/v2/hosts", params={"nameEqualTo": "localhost"},
-        headers=_admin_headers(live_central, central_state), verify=live_central.ca_file, timeout=30,
+        headers=admin_headers(live_central, central_state), verify=live_central.ca_file, timeout=30,
     ).json()["hosts"]  # fmt: skip
     assert len(hosts) == 1 and hosts[0]["connection_string"].startswith("intel:https://localhost:")
 
@@ -264,60 +210,12 @@ def test_setup_rejects_a_malformed_fingerprint(tmp_path: Path) -> None:
 # --- run -----------------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class RunningAgent:
-    def __init__(self, process: subprocess.Popen[bytes], log: Path, url: str, notifications: list[str]):
-        self.process, self.log, self.url, self.notifications = process, log, url, notifications
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
-def _wait_ready(notify: socket.socket, process: subprocess.Popen[bytes], log: Path) -> list[str]:
-    received: list[str] = []
-    deadline = time.monotonic() + READY_TIMEOUT
-    notify.settimeout(0.1)
-    while time.monotonic() < deadline:
-        try:
-            received.append(notify.recv(4096).decode())
-        except TimeoutError:
-            if process.poll() is not None:
-                pytest.fail(f"the agent exited with {process.returncode} before READY=1:\n{log.read_text()}")
-            continue
-        if "READY=1" in received[-1].split("\n"):
-            return received
-    process.kill()
-    process.wait()
-    pytest.fail(f"no READY=1 from the agent within {READY_TIMEOUT} s:\n{log.read_text()}")
-
-
 @pytest.fixture
 def short_dir() -> Iterator[Path]:
     # A unix socket path must fit in 108 bytes; pytest's tmp_path may not.
     directory = Path(tempfile.mkdtemp(prefix="secl-ta-"))
     yield directory
     shutil.rmtree(directory, ignore_errors=True)
-
-
-def start_agent(env: dict[str, str], work: Path, port: int) -> RunningAgent:
-    notify_path = work / "notify"
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
-        notify.bind(str(notify_path))
-        log = work / "agent.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [*AGENT, "run"],
-                env=env | {"NOTIFY_SOCKET": str(notify_path)},
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        messages = _wait_ready(notify, process, log)
-    return RunningAgent(process, log, f"https://localhost:{port}", messages)
 
 
 def other_ca_client(work: Path) -> tuple[Path, Path]:
@@ -355,7 +253,7 @@ def test_run_serves_mtls_signals_readiness_and_exits_0_on_sigterm(
     tmp_path: Path,
     short_dir: Path,
 ) -> None:
-    port = _free_port()
+    port = free_port()
     env = agent_env(
         tmp_path, swtpm.tcti, listen=f"127.0.0.1:{port}", event_log_path=str(corpus_path(OVMF_LOG))
     )

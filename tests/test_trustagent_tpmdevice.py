@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import pytest
 from secl.trustagent.config import TrustAgentConfig
-from secl.trustagent.tpm import TPMAdapter, TPMError
-from secl.trustagent.tpmdevice import find_resource_manager, resolve_tcti, udev_resource_managers
 
 from secl.core.hashalg import HashAlg
+from secl.host.tpm import TPMAdapter, TPMError
+from secl.host.tpmdevice import find_resource_manager, resolve_tcti, udev_resource_managers
 from tests.swtpm import RunningSwtpm
 
 

@@ -1,13 +1,21 @@
-"""Running tpm2-tools as an independent oracle. A missing tool fails the test that needs it."""
+"""Running tpm2-tools as an independent oracle. A missing tool fails the test that needs it.
+
+Against a swtpm, :func:`tool` runs one command and flushes what it left loaded; :func:`tools_quote` makes an
+EK, an AK and a quote over ``NONCE`` with them.
+"""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from secl.core.hashalg import HashAlg
+from tests.swtpm import RunningSwtpm
 
 _PCR_LINE = re.compile(r"^\s+(\d+)\s*:\s*0x([0-9a-fA-F]+)\s*$")
 _BANK_LINE = re.compile(r"^  (\w+):\s*$")
@@ -47,3 +55,30 @@ def parse_pcrs_section(text: str) -> dict[HashAlg, dict[int, bytes]]:
         elif (m := _PCR_LINE.match(line)) and bank is not None:
             pcrs[bank][int(m.group(1))] = bytes.fromhex(m.group(2))
     return pcrs
+
+
+# --- against a swtpm -------------------------------------------------------------------------------------
+
+NONCE = bytes.fromhex("5ec1a77e57ed0001")
+
+
+def tool(swtpm: RunningSwtpm, cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run one tpm2-tools command against the swtpm, then flush what it left loaded."""
+    if shutil.which(args[0]) is None:
+        pytest.fail(f"{args[0]} is not installed (Debian package tpm2-tools)", pytrace=False)
+    env = {**os.environ, "TPM2TOOLS_TCTI": swtpm.tcti}
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=60, check=False)
+    # Fails harmlessly when nothing is loaded, hence no check.
+    subprocess.run(
+        ["tpm2_flushcontext", "-t"], cwd=cwd, env=env, capture_output=True, timeout=60, check=False
+    )
+    if check and result.returncode != 0:
+        pytest.fail(f"{' '.join(args)} failed ({result.returncode}):\n{result.stderr}", pytrace=False)
+    return result
+
+
+def tools_quote(swtpm: RunningSwtpm, work: Path, kind: str, pcr_list: str, pcrs_format: str) -> None:
+    scheme = {"rsa": "rsassa", "ecc": "ecdsa"}[kind]
+    tool(swtpm, work, "tpm2_createek", "-c", "ek.ctx", "-G", "rsa", "-u", "ek.pub")
+    tool(swtpm, work, "tpm2_createak", "-C", "ek.ctx", "-c", "ak.ctx", "-G", kind, "-g", "sha256", "-s", scheme, "-u", "ak.pub")  # fmt: skip
+    tool(swtpm, work, "tpm2_quote", "-c", "ak.ctx", "-l", pcr_list, "-q", NONCE.hex(), "-m", "msg", "-s", "sig", "-o", "pcrs", "-F", pcrs_format, "-g", "sha256")  # fmt: skip

@@ -13,7 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from secl.trustagent.tpm import TPMAdapter, TPMKey
+from secl.host.tpm import TPMAdapter, TPMKey
 from tpm2_pytss.constants import ESYS_TR, TPM2_ALG, TPMA_OBJECT
 from tpm2_pytss.types import TPM2B_PUBLIC, TPM2B_PUBLIC_KEY_RSA, TPMT_RSA_DECRYPT
 

@@ -30,19 +30,21 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 import secl.trustagent
-from secl.trustagent.measure import MeasureError, measure
-from secl.trustagent.measurelog import (
+from secl.trustagent.errors import AgentAPIError
+
+import secl.core
+import secl.host
+from secl import __version__
+from secl.core.appmanifest import MAX_MANIFEST_BYTES, Manifest, ManifestError, parse_manifest
+from secl.core.measurementlog import MeasurementLogError, render_measurement_xml
+from secl.core.softwareflavor import is_default_software_label
+from secl.host.measure import MeasureError, measure
+from secl.host.measurelog import (
     MeasurementStoreError,
     read_app_event_log,
     read_measurements,
     write_measurement,
 )
-
-import secl.core
-from secl import __version__
-from secl.core.appmanifest import MAX_MANIFEST_BYTES, Manifest, ManifestError, parse_manifest
-from secl.core.measurementlog import MeasurementLogError, render_measurement_xml
-from secl.core.softwareflavor import is_default_software_label
 
 __all__ = [
     "DEFAULT_MANIFESTS",
@@ -62,12 +64,11 @@ FILE_MODE = 0o640
 DIRECTORY_MODE = 0o750
 
 
-class ApplicationIntegrityError(Exception):
+class ApplicationIntegrityError(AgentAPIError):
     """A manifest is refused or cannot be stored or measured; ``status`` is the HTTP status it maps to."""
 
     def __init__(self, message: str, *, code: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.code, self.status = code, status
+        super().__init__(status, code, message)
 
 
 def manifest_file(directory: Path, manifest_uuid: str) -> Path:
@@ -205,11 +206,14 @@ def render_default_manifest(name: str, manifest_uuid: str) -> str:
     """The default manifest ``name`` with this installation's paths and ``manifest_uuid`` filled in."""
     template = resources.files("secl.trustagent").joinpath("manifests", name).read_text()
     trustagent, core = str(_package_dir(secl.trustagent)), str(_package_dir(secl.core))
+    host = str(_package_dir(secl.host))  # the agent's TPM adapter and measuring engine live there
     values = {
         "@UUID@": manifest_uuid,
         "@VERSION@": __version__,
         "@TRUSTAGENT_RE@": re.escape(trustagent),
         "@TRUSTAGENT@": trustagent,
+        "@HOST_RE@": re.escape(host),
+        "@HOST@": host,
         "@CORE_RE@": re.escape(core),
         "@CORE@": core,
         "@BIN@": str(_scripts_dir()),

@@ -10,10 +10,10 @@ with zeros, which means "no tag" (:func:`secl.core.assettag.asset_tag_digest_fro
 
 from __future__ import annotations
 
-from secl.trustagent.tpm import TPMAdapter, TPMError
 from tpm2_pytss.constants import TPMA_NV
 
 from secl.core.assettag import ASSET_TAG_NV_INDEX, ASSET_TAG_NV_SIZE, asset_tag_digest_from_nv
+from secl.host.tpm import TPMAdapter, TPMError
 
 ATTRIBUTES = TPMA_NV.OWNERWRITE | TPMA_NV.OWNERREAD | TPMA_NV.AUTHREAD | TPMA_NV.NO_DA
 _EMPTY = bytes(ASSET_TAG_NV_SIZE)

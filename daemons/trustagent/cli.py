@@ -1,44 +1,28 @@
 """``secl-trustagent``: set up the trust agent, run its HTTPS API, print host info.
 
 ``run`` is the composition root: configuration -> TPM -> WSGI app -> mTLS server (what systemd starts).
-``setup`` pins the central's CA by its SHA-384 fingerprint, obtains the agent's TLS certificate with an
-enrollment token, reads the EK, creates the AIK and hands them to :mod:`secl.trustagent.provisioning`.
+``setup`` pins the central's CA by its SHA-384 fingerprint and obtains the agent's TLS certificate with an
+enrollment token (:mod:`secl.host.enrollment`), reads the EK, creates the AIK and hands them to
+:mod:`secl.host.provisioning`, and reports each step.
 Every command reads the same configuration as the service (``--config`` plus SECL_TRUSTAGENT_*).
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
-import os
 import socket
-import ssl
-import warnings
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import click
 import requests
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-from secl.trustagent.config import (
-    AIK_HIERARCHY,
-    AIK_KIND,
-    ConfigError,
-    StateFiles,
-    TrustAgentConfig,
-    load_config,
-)
-from secl.trustagent.tpm import TPMAdapter, TPMError
+from secl.trustagent.config import AIK_HIERARCHY, AIK_KIND, ConfigError, TrustAgentConfig, load_config
+
+from secl.host.enrollment import EnrollmentError, obtain_tls_certificate, pin_central_ca, pin_central_client
+from secl.host.statefiles import StateFiles, write_state_file
+from secl.host.tpm import TPMAdapter, TPMError
 
 EXIT_INCOMPLETE = 3  # setup did what it could; AIK enrollment is still missing
-_TIMEOUT = 30
-_RENEW_BEFORE = timedelta(days=7)
 
 
 def _config(ctx: click.Context) -> TrustAgentConfig:
@@ -63,7 +47,9 @@ def cli(ctx: click.Context, config_path: Path | None) -> None:
 @click.pass_context
 def run(ctx: click.Context) -> None:
     """Serve the trust-agent API over HTTPS with client certificates (what secl-trustagent.service runs)."""
-    from secl.trustagent.server import AgentTPM, MTLSServer, create_app, mtls_context, serve
+    from secl.trustagent.agenttpm import AgentTPM
+    from secl.trustagent.api import create_app
+    from secl.trustagent.server import MTLSServer, mtls_context, serve
 
     config = _config(ctx)
     state = config.state
@@ -114,136 +100,29 @@ def info(ctx: click.Context) -> None:
 # --- setup ---------------------------------------------------------------------------------------------
 
 
-def _fingerprint(cert: x509.Certificate) -> str:
-    return cert.fingerprint(hashes.SHA384()).hex()
-
-
-def _write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Replace ``path`` atomically, created with ``mode`` (never briefly readable by others)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
-
-
-def _central_error(response: requests.Response) -> str:
-    try:
-        body = response.json()
-        return f"HTTP {response.status_code} [{body.get('code')}]: {body.get('message')}"
-    except ValueError:
-        return f"HTTP {response.status_code}: {response.text[:200]}"
-
-
-def pin_central_ca(central_url: str, fingerprint: str, state: StateFiles, force: bool) -> x509.Certificate:
-    """The central's root CA, fetched without verification and accepted only with this SHA-384."""
-    if state.central_ca.is_file() and not force:
-        pinned = x509.load_pem_x509_certificate(state.central_ca.read_bytes())
-        if not hmac.compare_digest(_fingerprint(pinned), fingerprint):
-            raise click.ClickException(
-                f"{state.central_ca} pins another CA (SHA-384 {_fingerprint(pinned)}); use --force to re-pin"
-            )
-        click.echo(f"central CA already pinned: {state.central_ca}")
-        return pinned
-    with warnings.catch_warnings():  # trust comes from the fingerprint, not from TLS, for this one call
-        warnings.simplefilter("ignore")
-        response = requests.get(
-            f"{central_url}/cms/v1/ca-certificates", headers={"Accept": "application/json"},
-            verify=False, timeout=_TIMEOUT,
-        )  # fmt: skip
-    if response.status_code != 200:
-        raise click.ClickException(f"cannot fetch the central's CA: {_central_error(response)}")
-    try:
-        ca = x509.load_pem_x509_certificate(response.json()["pem"].encode())
-    except (ValueError, KeyError, TypeError) as exc:
-        raise click.ClickException(f"the central's CA answer is not a PEM certificate: {exc}") from None
-    if not hmac.compare_digest(_fingerprint(ca), fingerprint):
-        raise click.ClickException(
-            f"the central's CA has SHA-384 fingerprint {_fingerprint(ca)}, not {fingerprint}: not pinned"
-        )
-    _write(state.central_ca, ca.public_bytes(serialization.Encoding.PEM))
-    click.echo(f"pinned the central CA: {state.central_ca}")
-    return ca
-
-
-def pin_central_client(central_url: str, state: StateFiles, ca: x509.Certificate) -> None:
-    """Pin the central's TLS key: the agent answers that client only (its certificate, issued by the pinned
-    CA, is what the central presents when it connects). Re-pinned on every setup."""
-    from secl.trustagent.server import client_key_sha256
-
-    url = urlsplit(central_url)
-    try:
-        pem = ssl.get_server_certificate((url.hostname or "", url.port or 443), timeout=_TIMEOUT)
-        cert = x509.load_pem_x509_certificate(pem.encode())
-        cert.verify_directly_issued_by(ca)
-    except (OSError, ValueError, TypeError, InvalidSignature) as exc:
-        raise click.ClickException(
-            f"the central at {central_url} does not present a certificate from its pinned CA: {exc}"
-        ) from None
-    _write(
-        state.central_client,
-        (client_key_sha256(cert.public_bytes(serialization.Encoding.DER)) + "\n").encode(),
-    )
-    click.echo(f"pinned the central's TLS key as the only client: {state.central_client}")
-
-
-def _tls_certificate_current(state: StateFiles, ca: x509.Certificate, host: str) -> bool:
-    try:
-        cert = x509.load_pem_x509_certificate(state.tls_cert.read_bytes())
-        key = serialization.load_pem_private_key(state.tls_key.read_bytes(), password=None)
-        cert.verify_directly_issued_by(ca)
-    except (OSError, ValueError, TypeError, InvalidSignature):
-        return False
-    names = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
-    return (
-        names == [host]
-        and cert.public_key() == key.public_key()
-        and cert.not_valid_after_utc - _RENEW_BEFORE > datetime.now(UTC)
-    )
-
-
-def obtain_tls_certificate(
-    *, central_url: str, token: str | None, host: str, state: StateFiles, ca: x509.Certificate, force: bool
+def _enroll_tls(
+    *, central_url: str, fingerprint: str, token: str | None, host: str, state: StateFiles, force: bool
 ) -> None:
-    """A key pair and a certificate for ``host`` from the central's CMS (idempotent without ``force``)."""
-    if not force and _tls_certificate_current(state, ca, host):
+    """Pin the central's CA and TLS key, get this host's TLS certificate; each step reported as it is done."""
+    pinned = pin_central_ca(central_url, fingerprint, state, force)
+    if pinned.already:
+        click.echo(f"central CA already pinned: {state.central_ca}")
+    else:
+        click.echo(f"pinned the central CA: {state.central_ca}")
+    pin_central_client(central_url, state, pinned.certificate)
+    click.echo(f"pinned the central's TLS key as the only client: {state.central_client}")
+    issued = obtain_tls_certificate(
+        central_url=central_url, token=token, host=host, state=state, ca=pinned.certificate, force=force
+    )
+    if issued is None:
         click.echo(f"TLS certificate for {host} already present: {state.tls_cert}")
-        return
-    if not token:
-        raise click.ClickException(
-            "--token (an enrollment token for this host) is needed for the TLS certificate"
-        )
-    key = ec.generate_private_key(ec.SECP384R1())
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]))
-        .sign(key, hashes.SHA384())
-    )
-    response = requests.post(
-        f"{central_url}/cms/v1/certificates",
-        json={"csr": csr.public_bytes(serialization.Encoding.PEM).decode(), "kind": "tls"},
-        headers={"Authorization": f"Bearer {token}"}, verify=state.central_ca, timeout=_TIMEOUT,
-    )  # fmt: skip
-    if response.status_code != 201:
-        raise click.ClickException(f"the central refused the TLS certificate: {_central_error(response)}")
-    cert = x509.load_pem_x509_certificate(response.json()["certificate"].encode())
-    cert.verify_directly_issued_by(ca)
-    if cert.public_key() != key.public_key():
-        raise click.ClickException("the central returned a certificate for another key")
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    _write(state.tls_key, key_pem, 0o600)
-    _write(state.tls_cert, cert.public_bytes(serialization.Encoding.PEM))
-    click.echo(f"TLS certificate for {host} issued: {state.tls_cert} (serial {cert.serial_number:x})")
+    else:
+        click.echo(f"TLS certificate for {host} issued: {state.tls_cert} (serial {issued.serial_number:x})")
 
 
 def _aik(config: TrustAgentConfig, central_url: str, host: str, token: str | None, force: bool) -> bool:
     """Read the EK, create the AIK and enroll it; False (reported on stderr) if enrollment failed."""
-    from secl.trustagent.provisioning import AIKProvisioningError, provision_aik
+    from secl.host.provisioning import AIKProvisioningError, provision_aik
 
     state = config.state
     try:
@@ -308,7 +187,7 @@ def _default_manifests(config: TrustAgentConfig) -> None:
 
 def _register(config: TrustAgentConfig, central_url: str, host: str, token: str | None, force: bool) -> bool:
     """Register this host at the central under its own name; False (reported on stderr) if refused."""
-    from secl.trustagent.provisioning import AIKProvisioningError, register_host
+    from secl.host.provisioning import AIKProvisioningError, register_host
 
     _, port = config.listen_address()
     record = {"central": central_url, "host_name": host, "connection_string": f"intel:https://{host}:{port}"}
@@ -362,14 +241,16 @@ def setup(
     state = config.state
     state.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
-        ca = pin_central_ca(central_url, fingerprint, state, force)
-        pin_central_client(central_url, state, ca)
-        obtain_tls_certificate(
-            central_url=central_url, token=token, host=host, state=state, ca=ca, force=force
+        _enroll_tls(
+            central_url=central_url, fingerprint=fingerprint, token=token, host=host, state=state, force=force
         )
     except requests.RequestException as exc:
         raise click.ClickException(f"cannot reach the central at {central_url}: {exc}") from None
-    _write(state.central, json.dumps({"url": central_url, "ca_fingerprint_sha384": fingerprint}).encode())
+    except EnrollmentError as exc:
+        raise click.ClickException(str(exc)) from None
+    write_state_file(
+        state.central, json.dumps({"url": central_url, "ca_fingerprint_sha384": fingerprint}).encode()
+    )
     _asset_tag_index(config)
     _default_manifests(config)
     if not _aik(config, central_url, host, token, force):

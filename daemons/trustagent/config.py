@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from secl.host.statefiles import StateFiles
 from secl.settings import ConfigError, load_settings
 
 DEFAULT_CONFIG_PATH = Path("/etc/secl/trustagent.toml")
@@ -79,46 +80,6 @@ class TrustAgentConfig:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-@dataclass(frozen=True, slots=True)
-class StateFiles:
-    """The files `setup` writes into the state directory and `run` reads."""
-
-    directory: Path
-
-    @property
-    def central_ca(self) -> Path:
-        """The central's root CA (PEM), pinned by its SHA-384 fingerprint; client certificates chain to it."""
-        return self.directory / "central-ca.pem"
-
-    @property
-    def central(self) -> Path:
-        """JSON: the central URL and CA fingerprint setup used."""
-        return self.directory / "central.json"
-
-    @property
-    def tls_key(self) -> Path:
-        return self.directory / "tls-key.pem"
-
-    @property
-    def tls_cert(self) -> Path:
-        return self.directory / "tls-cert.pem"
-
-    @property
-    def aik_cert(self) -> Path:
-        """The AIK certificate the central's Privacy CA issued (PEM), once provisioned."""
-        return self.directory / "aik-cert.pem"
-
-    @property
-    def central_client(self) -> Path:
-        """The SHA-256 (hex) of the central's TLS key: the one client the agent answers (pinned by setup)."""
-        return self.directory / "central-client.sha256"
-
-    @property
-    def registration(self) -> Path:
-        """JSON: the host name and connection string this agent registered at the central."""
-        return self.directory / "registration.json"
-
-
 def load_config(
     path: Path | None = None,
     environ: Mapping[str, str] | None = None,
@@ -133,4 +94,4 @@ def load_config(
     return config
 
 
-__all__ = ["ConfigError", "StateFiles", "TrustAgentConfig", "load_config"]
+__all__ = ["ConfigError", "TrustAgentConfig", "load_config"]

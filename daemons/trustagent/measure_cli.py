@@ -20,12 +20,12 @@ from pathlib import Path
 
 import click
 from secl.trustagent.config import ConfigError, TrustAgentConfig, load_config
-from secl.trustagent.measure import MeasureError, MeasureResult, measure
-from secl.trustagent.measurelog import MeasurementStoreError, measurement_path, record, write_measurement
-from secl.trustagent.tpm import TPMAdapter, TPMError
 
 from secl.core.appmanifest import MAX_MANIFEST_BYTES, Manifest, ManifestError, parse_manifest
 from secl.core.measurementlog import MeasurementLogError, render_measurement_xml
+from secl.host.measure import MeasureError, MeasureResult, measure
+from secl.host.measurelog import MeasurementStoreError, measurement_path, record, write_measurement
+from secl.host.tpm import TPMAdapter, TPMError
 
 PROG = "secl-measure"
 EXIT_INPUT = 3

@@ -50,7 +50,7 @@ def software_measure(manifest: str, root: Path, skip_missing: bool) -> None:
     Nothing is extended or logged; secl-measure does that at boot.
     """
     from secl.core.measurementlog import MeasurementLogError, render_measurement_xml
-    from secl.trustagent.measure import MeasureError, measure
+    from secl.host.measure import MeasureError, measure
 
     parsed = parse_manifest(_manifest_text(manifest).encode())
     try:

@@ -1,9 +1,9 @@
 """Finding the TPM: the kernel resource manager's device node, through udev (pyudev).
 
 A host may have its TPM at /dev/tpmrm0, or at /dev/tpmrm1 when a second TPM (a firmware TPM beside a
-discrete one, a vTPM proxy) came first. With ``tcti = "auto"`` the agent asks udev for the devices of
+discrete one, a vTPM proxy) came first. With ``tcti = "auto"`` the adapter asks udev for the devices of
 subsystem ``tpmrm`` and uses the lowest-numbered one; the direct ``/dev/tpmN`` nodes are never chosen,
-since without the resource manager the agent's transient objects would collide with other TPM users.
+since without the resource manager a daemon's transient objects would collide with other TPM users.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 
-from secl.trustagent.tpm import TPMError
+from secl.host.tpm import TPMError
 
 AUTO = ("auto", "device:auto")
 _NUMBER = re.compile(r"(\d+)$")
@@ -19,7 +19,7 @@ _NUMBER = re.compile(r"(\d+)$")
 
 def udev_resource_managers() -> list[str]:
     """The device nodes udev lists in subsystem ``tpmrm`` (``/dev/tpmrm0``, ...)."""
-    import pyudev  # only the trust agent extra carries it
+    import pyudev  # only the compute-host extras (trustagent, workloadagent) carry it
 
     return [d.device_node for d in pyudev.Context().list_devices(subsystem="tpmrm") if d.device_node]
 

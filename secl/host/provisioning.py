@@ -1,14 +1,14 @@
 """AIK enrollment through the central's Privacy CA (TPM2 MakeCredential / ActivateCredential).
 
-1. The agent sends its EK certificate (from NV), EK public area and AIK public area to
+1. The host sends its EK certificate (from NV), EK public area and AIK public area to
    ``POST /hvs/v2/privacyca/identity-challenge-request``, authorized by the host's enrollment token.
 2. The central checks the EK certificate against its endorsement CAs and the AIK's attributes, and answers
    with a credential only the TPM holding both this EK and this AIK can open.
 3. ActivateCredential recovers the secret, which ``…/identity-challenge-response`` trades for an AIK
    certificate signed by the Privacy CA.
 
-The agent checks that the certificate's key is its AIK before storing it at ``state.aik_cert``, which
-``GET /v2/aik`` serves. TLS to the central is verified against the CA pinned by ``setup``.
+The host checks that the certificate's key is its AIK before storing it at ``state.aik_cert`` (the trust
+agent serves it at ``GET /v2/aik``). TLS to the central is verified against the CA pinned by ``setup``.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from typing import Any
 import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from secl.trustagent.config import StateFiles
-from secl.trustagent.tpm import EKInfo, TPMAdapter, TPMKey
+
+from secl.host.statefiles import StateFiles
+from secl.host.tpm import EKInfo, TPMAdapter, TPMKey
 
 _TIMEOUT = 30
 
@@ -120,7 +121,7 @@ def register_host(
     *, central_url: str, state: StateFiles, host_name: str, port: int, token: str | None
 ) -> str:
     """Register this host with the central (``POST /hvs/v2/hosts``) under its own name, with the
-    connection string the central uses to reach this agent; returns "registered" or "already registered"."""
+    connection string the central uses to reach this host's agent; returns "registered" or "already registered"."""
     if not token:
         raise AIKProvisioningError("--token is needed to register the host", "enrollment-token-missing")
     body = {"host_name": host_name, "connection_string": f"intel:https://{host_name}:{port}"}

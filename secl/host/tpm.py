@@ -1,10 +1,10 @@
-"""The trust agent's TPM adapter: one ESAPI context, the handful of TPM commands attestation needs.
+"""The compute host's TPM adapter: one ESAPI context, the handful of TPM commands attestation needs.
 
-Everything the agent asks of the TPM goes through :class:`TPMAdapter`, which owns exactly one
-``tpm2_pytss.ESAPI`` opened from a tpm2-tools TCTI string (``device:/dev/tpmrm0``, ``tabrmd``,
-``swtpm:host=127.0.0.1,port=2321``) and turns every ``TSS2_Exception`` into a :class:`TPMError` with a
-stable code. Results are plain bytes in TPM wire format (TPMS_ATTEST, TPMT_SIGNATURE, TPM2B_PUBLIC), which
-is what :mod:`secl.core.quote` verifies on the central.
+Everything a host part (the trust agent, ``secl-measure``, the workload agent next) asks of the TPM goes
+through :class:`TPMAdapter`, which owns exactly one ``tpm2_pytss.ESAPI`` opened from a tpm2-tools TCTI
+string (``device:/dev/tpmrm0``, ``tabrmd``, ``swtpm:host=127.0.0.1,port=2321``) and turns every
+``TSS2_Exception`` into a :class:`TPMError` with a stable code. Results are plain bytes in TPM wire format
+(TPMS_ATTEST, TPMT_SIGNATURE, TPM2B_PUBLIC), which is what :mod:`secl.core.quote` verifies on the central.
 """
 
 from __future__ import annotations
@@ -145,10 +145,10 @@ class EKInfo:
 
 
 class TPMAdapter:
-    """The one owner of the agent's ESAPI context. Not thread-safe: a TPM runs one command at a time."""
+    """The one owner of a process's ESAPI context. Not thread-safe: a TPM runs one command at a time."""
 
     def __init__(self, tcti: str) -> None:
-        from secl.trustagent.tpmdevice import resolve_tcti  # it imports TPMError from here
+        from secl.host.tpmdevice import resolve_tcti  # it imports TPMError from here
 
         tcti = resolve_tcti(tcti)
         with _tpm_call(f"open TPM through TCTI {tcti!r}"):

@@ -25,8 +25,6 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from secl.trustagent.tpm import TPMAdapter
-
 from secl.core.appeventlog import (
     APPLICATION_PCR,
     AppEventLogError,
@@ -38,6 +36,7 @@ from secl.core.hashalg import HashAlg
 from secl.core.hostmanifest import PcrEventLog
 from secl.core.measurementlog import MeasurementLog
 from secl.core.pcrevents import TpmEvent
+from secl.host.tpm import TPMAdapter
 
 __all__ = [
     "MeasurementStoreError",

@@ -740,3 +740,16 @@ def test_flavor_options_are_checked_before_any_work(raw_image, key_file, tmp_pat
     assert result.exit_code in {1, 2}
     assert message in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_secl_wpm_pulls_in_no_central_no_daemon_no_flask():
+    """An image owner installs only the core distribution: the command must not even import the rest."""
+    code = (
+        "import sys, secl.wpm.cli\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'flask', 'sqlalchemy', 'libvirt'}\n"
+        "             or m.startswith(('secl.central', 'secl.trustagent', 'secl.workloadagent', 'secl.hooks')))\n"
+        "print(bad)\n"
+        "sys.exit(1 if bad else 0)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr

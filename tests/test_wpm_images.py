@@ -317,8 +317,9 @@ def test_failure_after_the_header_was_written_removes_the_partial_output(workdir
     assert partials(tmp_path) == []
 
 
-def test_interrupted_encryption_leaves_no_output_and_no_child(raw_image, key_file, tmp_path):
-    """Ctrl-C while qemu-img runs (qcow2: its LUKS calibration alone takes seconds)."""
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_encryption_leaves_no_output_and_no_child(raw_image, key_file, tmp_path, signum):
+    """Ctrl-C or kill while qemu-img runs (qcow2: its LUKS calibration alone takes seconds)."""
     out = tmp_path / "out.qcow2"
     proc = subprocess.Popen(
         [
@@ -339,7 +340,7 @@ def test_interrupted_encryption_leaves_no_output_and_no_child(raw_image, key_fil
         time.sleep(0.02)
     qemu_img = children_named(proc.pid, "qemu-img")
     assert partials(tmp_path) and qemu_img, "the encryption never started"
-    proc.send_signal(signal.SIGINT)  # to secl-wpm alone: it must stop qemu-img itself
+    proc.send_signal(signum)  # to secl-wpm alone: it must stop qemu-img itself
     _, stderr = proc.communicate(timeout=20)
     assert proc.returncode == 130
     assert stderr.strip().splitlines()[-1] == "secl-wpm: interrupted; nothing was written"

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import click
@@ -207,7 +209,14 @@ def _write_flavor(flavor: dict[str, Any], path: Path, *, overwrite: bool) -> Non
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    # SIGTERM (kill, a stopping service manager) takes Ctrl-C's path: qemu-img is stopped and the partial
+    # output removed, instead of Python dying on the spot and leaving both behind.
+    signal.signal(signal.SIGTERM, _interrupt)
     cli.main(args=list(argv) if argv is not None else None, prog_name="secl-wpm")
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -359,21 +359,38 @@ def test_existing_output_is_kept_unless_forced(raw_image, key, tmp_path):
     assert cryptsetup("isLuks", "--type", "luks1", out).returncode == 0
 
 
+def luks_volume(path: Path, version: int, passphrase_file: Path) -> Path:
+    path.write_bytes(bytes(20 * MIB))
+    formatted = cryptsetup(
+        "luksFormat", "--batch-mode", "--disable-locks", "--type", f"luks{version}", "--pbkdf", "pbkdf2",
+        "--pbkdf-force-iterations", "1000", "--key-file", passphrase_file, path,
+    )  # fmt: skip
+    assert formatted.returncode == 0, formatted.stderr
+    return path
+
+
 def test_inputs_we_do_not_encrypt_are_refused(key, tmp_path, passphrase_file):
     vmdk = tmp_path / "input.vmdk"
     subprocess.run(["qemu-img", "create", "-q", "-f", "vmdk", str(vmdk), "1M"], check=True)
-    luks = tmp_path / "input.luks"
-    luks.write_bytes(bytes(4 * MIB))
-    formatted = cryptsetup(
-        "luksFormat", "--batch-mode", "--disable-locks", "--type", "luks1", "--pbkdf-force-iterations", "1000",
-        "--key-file", passphrase_file, luks,
-    )  # fmt: skip
-    assert formatted.returncode == 0, formatted.stderr
-    for source, code in ((vmdk, "unsupported-format"), (luks, "already-encrypted")):
+    luks1 = luks_volume(tmp_path / "input.luks1", 1, passphrase_file)
+    luks2 = luks_volume(tmp_path / "input.luks2", 2, passphrase_file)  # QEMU 7.2 probes this as raw
+    for source, code in (
+        (vmdk, "unsupported-format"),
+        (luks1, "already-encrypted"),
+        (luks2, "already-encrypted"),
+    ):
         with pytest.raises(ImageError) as err:
             encrypt_image(source, tmp_path / "out", key, iter_time_ms=FAST)
-        assert err.value.code == code
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["input.luks", "input.vmdk"]
+        assert err.value.code == code, source
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["input.luks1", "input.luks2", "input.vmdk"]
+
+
+def test_a_luks2_volume_is_named_as_such(key, tmp_path, passphrase_file):
+    volume = luks_volume(tmp_path / "v.img", 2, passphrase_file)
+    with pytest.raises(ImageError) as err:
+        decrypt_image(volume, tmp_path / "out", key)
+    assert err.value.code == "unsupported-encryption"
+    assert err.value.message == f"{volume}: a LUKS2 volume; QEMU 7.2 opens LUKS1 only, and so does secl-wpm"
 
 
 def test_a_raw_disk_named_raw_is_not_probed(key, tmp_path, passphrase_file):

@@ -151,6 +151,11 @@ def decrypt_image(
     plain qcow2. A wrong key is an :class:`ImageError` with code ``wrong-key``, and nothing is written.
     """
     info = qemuimg.image_info(source)
+    if info.format == "raw" and _luks_version(source) is not None:
+        raise ImageError(
+            "unsupported-encryption",
+            f"{source}: a LUKS{_luks_version(source)} volume; QEMU 7.2 opens LUKS1 only, and so does secl-wpm",
+        )
     if info.format == "luks":
         source_opts = qemuimg.file_opts("luks", source, **{"key-secret": qemuimg.SECRET_ID})
         default = PlainFormat.RAW
@@ -180,7 +185,8 @@ def _plain_source(source: Path, named: PlainFormat | None) -> qemuimg.ImageInfo:
         # LUKS header is still a raw disk, and is encrypted as one.
         size = source.stat().st_size
         return qemuimg.ImageInfo(source, "raw", size, encrypted=False, encrypt_format=None, backing_file=None)
-    if info.encrypted:
+    if info.encrypted or (info.format == "raw" and _luks_version(source) is not None):
+        # QEMU probes a LUKS2 volume as raw: without this it would be encrypted a second time.
         raise ImageError(
             "already-encrypted", f"{source}: already encrypted ({info.format}); decrypt it first to re-key it"
         )
@@ -193,6 +199,18 @@ def _plain_source(source: Path, named: PlainFormat | None) -> qemuimg.ImageInfo:
             f"(qemu-img convert -O qcow2 turns it into one)",
         )
     return info
+
+
+def _luks_version(path: Path) -> int | None:
+    """The LUKS version in the header at the start of ``path`` (magic ``LUKS\\xba\\xbe``), or None."""
+    try:
+        with path.open("rb") as f:
+            header = f.read(8)
+    except OSError:
+        return None
+    if len(header) < 8 or header[:6] != b"LUKS\xba\xbe":
+        return None
+    return int.from_bytes(header[6:8], "big")
 
 
 def _bar(progress: ProgressFactory, label: str, total: int) -> Progress | None:

@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -315,6 +316,38 @@ def test_failure_after_the_header_was_written_removes_the_partial_output(workdir
     assert "gone.raw" in err.value.message
     assert not out.exists()
     assert partials(tmp_path) == []
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 6 MiB file system (tmpfs: needs root, as the suite does), too small for the 8 MiB test image."""
+    mountpoint = tmp_path / "tiny"
+    mountpoint.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mountpoint)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.fail(f"cannot mount a small tmpfs (run the tests as root): {mounted.stderr.strip()}")
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", str(mountpoint)], check=True)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "code"), [(EncryptedFormat.LUKS, "no-space"), (EncryptedFormat.QCOW2, "qemu-img-failed")]
+)
+def test_a_full_disk_fails_cleanly(raw_image, key, tiny_disk, fmt, code):
+    """LUKS1 volumes are allocated before encrypting, so a small disk fails at once; qcow2 fails midway."""
+    with pytest.raises(ImageError) as err:
+        encrypt_image(raw_image, tiny_disk / "out", key, format=fmt, iter_time_ms=FAST)
+    assert err.value.code == code
+    if fmt is EncryptedFormat.QCOW2:
+        assert "No space left on device" in err.value.message
+    assert list(tiny_disk.iterdir()) == []
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])

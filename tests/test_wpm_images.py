@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import pty
+import re
 import signal
 import stat
 import subprocess
@@ -199,6 +200,38 @@ def test_qemu_reads_back_exactly_the_original_bytes(  # noqa: PLR0917 (pytest fi
     assert qemu_read(image.path, fmt, passphrase_file, tmp_path / "plain.raw") == raw_image.read_bytes()
 
 
+@pytest.mark.parametrize("jobs", [2, 3])
+def test_a_volume_written_in_windows_by_parallel_qemu_img_reads_back_whole(
+    key, tmp_path, passphrase_file, jobs
+):
+    """160 MiB: two windows of 80 MiB, written at once; data straddles the boundary and ends the disk."""
+    source = tmp_path / "big.raw"
+    with source.open("wb") as f:
+        for offset in (0, 80 * MIB - 512 * 1024, 160 * MIB - MIB):
+            f.seek(offset)
+            f.write(os.urandom(MIB))
+    watcher = ChildWatcher()
+    watcher.start()
+    try:
+        image = encrypt_image(source, tmp_path / "big.luks", key, iter_time_ms=FAST, jobs=jobs)
+    finally:
+        watcher.stop.set()
+        watcher.join()
+    windows = sorted(
+        re.search(rb"--target-image-opts\0driver=raw,offset=(\d+),size=(\d+),", sample["cmdline"]).groups()
+        for sample in watcher.seen.values()
+        if sample["comm"] == "qemu-img" and b"convert" in sample["cmdline"]
+    )
+    assert windows == [(b"0", str(80 * MIB).encode()), (str(80 * MIB).encode(), str(80 * MIB).encode())]
+    compare = subprocess.run(
+        ["qemu-img", "compare", "--object", f"secret,id=s0,file={passphrase_file}", "--image-opts",
+         f"driver=raw,file.filename={source}", f"driver=luks,key-secret=s0,file.filename={image.path}"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert compare.returncode == 0, compare.stdout + compare.stderr
+    assert image.sha256 == hashlib.sha256(image.path.read_bytes()).digest()
+
+
 def test_encrypted_qcow2_is_a_luks_qcow2(encrypted):
     info = json.loads(
         subprocess.run(
@@ -316,6 +349,20 @@ def test_failure_after_the_header_was_written_removes_the_partial_output(workdir
     assert "gone.raw" in err.value.message
     assert not out.exists()
     assert partials(tmp_path) == []
+
+
+def test_a_failing_window_stops_them_all_and_leaves_nothing(key, tmp_path):
+    overlay = tmp_path / "overlay.qcow2"
+    subprocess.run(
+        ["qemu-img", "create", "-q", "-f", "qcow2", "-u", "-b", str(tmp_path / "gone.raw"), "-F", "raw",
+         str(overlay), "256M"],
+        check=True,
+    )  # fmt: skip
+    with pytest.raises(ImageError) as err:
+        encrypt_image(overlay, tmp_path / "out.luks", key, iter_time_ms=FAST, jobs=4)
+    assert err.value.code == "qemu-img-failed" and "gone.raw" in err.value.message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["overlay.qcow2"]
+    assert children_named(os.getpid(), "qemu-img") == []
 
 
 @pytest.fixture

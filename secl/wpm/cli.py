@@ -23,7 +23,7 @@ from secl.wpm.errors import ImageError
 from secl.wpm.image_flavor import check_key_url, image_flavor
 from secl.wpm.keysource import KeySource, acquire_key
 from secl.wpm.luksheader import DEFAULT_ITER_TIME_MS
-from secl.wpm.luksimage import EncryptedFormat, PlainFormat, decrypt_image, encrypt_image
+from secl.wpm.luksimage import DEFAULT_JOBS, EncryptedFormat, PlainFormat, decrypt_image, encrypt_image
 from secl.wpm.outputfile import output_file
 from secl.wpm.progress import terminal_progress
 
@@ -111,6 +111,14 @@ def _key_source(key_file: Path | None, key_fd: int | None) -> KeySource:
     help="PBKDF2 time of the key slot in milliseconds. The passphrase is a random 256-bit key, so a "
     "longer time adds no security; each VM start pays about twice this.",
 )
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=DEFAULT_JOBS,
+    metavar="N",
+    help="qemu-img processes writing a LUKS1 volume at once, each its own part of the disk (qemu-img "
+    "encrypts on one thread). Default: the CPUs this process may use, at most 4.",
+)
 @click.option("--key-url", metavar="URL", help="The key's transfer URL in the key broker, for the flavor.")
 @click.option("--label", help="The flavor's label [default: the output's file name].")
 @click.option(
@@ -128,6 +136,7 @@ def encrypt_image_command(  # noqa: PLR0917 (click passes every option by name)
     out_format: str,
     in_format: str | None,
     iter_time: int,
+    jobs: int,
     key_url: str | None,
     label: str | None,
     flavor_out: Path | None,
@@ -158,6 +167,7 @@ def encrypt_image_command(  # noqa: PLR0917 (click passes every option by name)
         format=fmt,
         source_format=PlainFormat(in_format) if in_format else None,
         iter_time_ms=iter_time,
+        jobs=jobs,
         overwrite=force,
         progress=terminal_progress(sys.stderr),
     )

@@ -16,17 +16,18 @@ at VM start. This module only builds its argument vectors and runs it:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
+import selectors
 import shlex
 import subprocess
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 from secl.wpm.errors import ImageError
 from secl.wpm.progress import Progress
@@ -62,11 +63,24 @@ def secret_object(secret_fd: int) -> str:
     return f"secret,id={SECRET_ID},file=/proc/self/fd/{secret_fd}"
 
 
-def file_opts(driver: str, path: Path, **extra: str) -> str:
-    """``--image-opts`` naming ``path`` on the local file driver, with ``driver`` as its format."""
-    items = [f"driver={driver}", *(f"{k}={opt(v)}" for k, v in extra.items())]
-    items += ["file.driver=file", f"file.filename={opt(str(path.absolute()))}"]
-    return ",".join(items)
+def file_opts(
+    driver: str, path: Path, *, window: tuple[int, int] | None = None, unlocked: bool = False, **extra: str
+) -> str:
+    """``--image-opts`` naming ``path`` on the local file driver, with ``driver`` as its format.
+
+    ``window`` = (offset, length) exposes only that part of the image's guest-visible bytes (the ``raw``
+    format driver over it), so several qemu-img processes can each convert one part; sector numbers, and
+    with them the XTS tweaks, stay those of the whole image. ``unlocked`` turns off QEMU's file locking,
+    which would otherwise refuse a second writer of the same file.
+    """
+    inner = [f"driver={driver}", *(f"{k}={opt(v)}" for k, v in extra.items())]
+    inner += ["file.driver=file", f"file.filename={opt(str(path.absolute()))}"]
+    if unlocked:
+        inner.append("file.locking=off")
+    if window is None:
+        return ",".join(inner)
+    offset, length = window
+    return ",".join([f"driver=raw,offset={offset},size={length}", *(f"file.{item}" for item in inner)])
 
 
 def image_info(path: Path) -> ImageInfo:
@@ -105,52 +119,101 @@ def convert_argv(args: Sequence[str], *, secret_fd: int, progress: bool) -> list
 
 
 def convert(args: Sequence[str], *, secret_fd: int, progress: Progress | None, subject: Path) -> None:
-    """Run ``qemu-img convert`` with ``args``; ``subject`` is the file error messages name.
+    """Run ``qemu-img convert`` with ``args``; ``subject`` is the file error messages name."""
+    convert_each([args], secret_fd=secret_fd, progress=progress, subject=subject)
 
-    The child inherits ``secret_fd`` and nothing else. Whatever ends this call early (an error, Ctrl-C),
-    the child does not outlive it.
+
+def convert_each(
+    arglists: Sequence[Sequence[str]], *, secret_fd: int, progress: Progress | None, subject: Path
+) -> None:
+    """Run one ``qemu-img convert`` per argument list, all at once, and wait for them all.
+
+    Each child inherits ``secret_fd`` and nothing else. The progress is the mean of theirs (the caller
+    gives them equal shares of the work). The first child to fail stops the others and its message is the
+    error; whatever ends this call early (an error, Ctrl-C), no child outlives it.
     """
-    argv = convert_argv(args, secret_fd=secret_fd, progress=progress is not None)
-    log.debug("running %s", shlex.join(argv))
-    with tempfile.TemporaryFile() as errors:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE if progress is not None else subprocess.DEVNULL,
-            stderr=errors,
-            pass_fds=(secret_fd,),
-        )
+    argvs = [convert_argv(args, secret_fd=secret_fd, progress=progress is not None) for args in arglists]
+    for argv in argvs:
+        log.debug("running %s", shlex.join(argv))
+    procs: list[subprocess.Popen[bytes]] = []
+    failed: int | None = None
+    with contextlib.ExitStack() as stack:
+        errors = [stack.enter_context(tempfile.TemporaryFile()) for _ in argvs]
         try:
-            if progress is not None:
-                assert proc.stdout is not None
-                _follow(proc.stdout, progress)
-            status = proc.wait()
+            for argv, stderr in zip(argvs, errors, strict=True):
+                procs.append(
+                    subprocess.Popen(
+                        argv,
+                        stdin=subprocess.DEVNULL,
+                        stdout=subprocess.PIPE if progress is not None else subprocess.DEVNULL,
+                        stderr=stderr,
+                        pass_fds=(secret_fd,),
+                    )
+                )
+            failed = _wait_all(procs, progress)
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            if proc.stdout is not None:
-                proc.stdout.close()
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+                if proc.stdout is not None:
+                    proc.stdout.close()
             if progress is not None:
-                progress.finish(completed=proc.returncode == 0)
-        errors.seek(0)
-        stderr = errors.read()
-    if status != 0:
-        raise _convert_error(subject, stderr)
+                progress.finish(completed=failed is None and all(p.returncode == 0 for p in procs))
+        if failed is not None:
+            errors[failed].seek(0)
+            raise _convert_error(subject, errors[failed].read())
 
 
-def _follow(stdout: IO[bytes], progress: Progress) -> None:
-    """Feed qemu-img's ``-p`` lines (``    (12.50/100%)\\r``) to ``progress`` until it closes stdout."""
-    fd = stdout.fileno()
-    pending = b""
-    while chunk := os.read(fd, 4096):
-        pending += chunk
-        *lines, pending = re.split(rb"[\r\n]", pending)
-        for line in reversed(lines):
-            match = _PROGRESS.search(line)
-            if match:
-                progress.update(float(match.group(1)) / 100)
-                break
+def _wait_all(procs: Sequence[subprocess.Popen[bytes]], progress: Progress | None) -> int | None:
+    """Wait for every child, feeding their ``-p`` output to ``progress``; the index of the first to fail.
+
+    One selector watches each child's exit (a pidfd) and its stdout, so a failure is seen as it happens
+    rather than after the others finish, without polling.
+    """
+    fractions = [0.0] * len(procs)
+    pending = [b""] * len(procs)
+    with selectors.DefaultSelector() as selector:
+        pidfds = []
+        try:
+            for i, proc in enumerate(procs):
+                pidfd = os.pidfd_open(proc.pid)
+                pidfds.append(pidfd)
+                selector.register(pidfd, selectors.EVENT_READ, ("exit", i))
+                if proc.stdout is not None:
+                    selector.register(proc.stdout, selectors.EVENT_READ, ("progress", i))
+            running = len(procs)
+            while running:
+                for key, _ in selector.select():
+                    what, i = key.data
+                    if what == "exit":
+                        selector.unregister(key.fileobj)
+                        running -= 1
+                        if procs[i].wait() != 0:
+                            return i
+                        continue
+                    chunk = os.read(key.fd, 4096)
+                    if not chunk:
+                        selector.unregister(key.fileobj)
+                        continue
+                    fraction, pending[i] = _last_fraction(pending[i] + chunk)
+                    if fraction is not None and progress is not None:
+                        fractions[i] = fraction
+                        progress.update(sum(fractions) / len(fractions))
+        finally:
+            for pidfd in pidfds:
+                os.close(pidfd)
+    return None
+
+
+def _last_fraction(buffered: bytes) -> tuple[float | None, bytes]:
+    """The newest complete ``    (12.50/100%)\\r`` report in qemu-img's ``-p`` output, and what follows it."""
+    *lines, rest = re.split(rb"[\r\n]", buffered)
+    for line in reversed(lines):
+        match = _PROGRESS.search(line)
+        if match:
+            return float(match.group(1)) / 100, rest
+    return None, rest
 
 
 def _convert_error(subject: Path, stderr: bytes) -> ImageError:

@@ -204,7 +204,8 @@ def test_qemu_reads_back_exactly_the_original_bytes(  # noqa: PLR0917 (pytest fi
 def test_a_volume_written_in_windows_by_parallel_qemu_img_reads_back_whole(
     key, tmp_path, passphrase_file, jobs
 ):
-    """160 MiB: two windows of 80 MiB, written at once; data straddles the boundary and ends the disk."""
+    """160 MiB: two windows of 80 MiB, each written by its own qemu-img at once, encrypting and decrypting;
+    data straddles the boundary and ends the disk. (jobs=3 still makes two: no window under 64 MiB.)"""
     source = tmp_path / "big.raw"
     with source.open("wb") as f:
         for offset in (0, 80 * MIB - 512 * 1024, 160 * MIB - MIB):
@@ -214,15 +215,21 @@ def test_a_volume_written_in_windows_by_parallel_qemu_img_reads_back_whole(
     watcher.start()
     try:
         image = encrypt_image(source, tmp_path / "big.luks", key, iter_time_ms=FAST, jobs=jobs)
+        # And back, in windows too: the plain raw disk is byte for byte the original, its zeros holes.
+        plain = decrypt_image(image.path, tmp_path / "back.raw", key, jobs=jobs)
     finally:
         watcher.stop.set()
         watcher.join()
-    windows = sorted(
-        re.search(rb"--target-image-opts\0driver=raw,offset=(\d+),size=(\d+),", sample["cmdline"]).groups()
-        for sample in watcher.seen.values()
-        if sample["comm"] == "qemu-img" and b"convert" in sample["cmdline"]
-    )
-    assert windows == [(b"0", str(80 * MIB).encode()), (str(80 * MIB).encode(), str(80 * MIB).encode())]
+    converts = [
+        s["cmdline"] for s in watcher.seen.values() if s["comm"] == "qemu-img" and b"convert" in s["cmdline"]
+    ]
+    half = str(80 * MIB).encode()
+    for opts in (b"--image-opts", b"--target-image-opts"):
+        windows = sorted(
+            re.search(opts + rb"\0driver=raw,offset=(\d+),size=(\d+),", c).groups() for c in converts
+        )
+        assert windows == [(b"0", half), (b"0", half), (half, half), (half, half)]  # encrypt's and decrypt's
+
     compare = subprocess.run(
         ["qemu-img", "compare", "--object", f"secret,id=s0,file={passphrase_file}", "--image-opts",
          f"driver=raw,file.filename={source}", f"driver=luks,key-secret=s0,file.filename={image.path}"],
@@ -230,6 +237,9 @@ def test_a_volume_written_in_windows_by_parallel_qemu_img_reads_back_whole(
     )  # fmt: skip
     assert compare.returncode == 0, compare.stdout + compare.stderr
     assert image.sha256 == hashlib.sha256(image.path.read_bytes()).digest()
+    same = subprocess.run(["cmp", str(source), str(plain.path)], capture_output=True, text=True, check=False)
+    assert same.returncode == 0, same.stdout + same.stderr
+    assert plain.path.stat().st_blocks * 512 < 16 * MIB
 
 
 def test_encrypted_qcow2_is_a_luks_qcow2(encrypted):

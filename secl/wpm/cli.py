@@ -78,6 +78,17 @@ def key_options(command: Callable[..., Any]) -> Callable[..., Any]:
     )(command)
 
 
+def _jobs_option(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option(
+        "--jobs",
+        type=click.IntRange(min=1),
+        default=DEFAULT_JOBS,
+        metavar="N",
+        help=f"qemu-img processes writing {what} at once, each its own part of the disk (qemu-img "
+        "runs its cipher on one thread). Default: the CPUs this process may use, at most 4.",
+    )
+
+
 def _key_source(key_file: Path | None, key_fd: int | None) -> KeySource:
     if (key_file is None) == (key_fd is None):
         raise click.UsageError("give the image key with exactly one of --key-file and --key-fd")
@@ -111,14 +122,7 @@ def _key_source(key_file: Path | None, key_fd: int | None) -> KeySource:
     help="PBKDF2 time of the key slot in milliseconds. The passphrase is a random 256-bit key, so a "
     "longer time adds no security; each VM start pays about twice this.",
 )
-@click.option(
-    "--jobs",
-    type=click.IntRange(min=1),
-    default=DEFAULT_JOBS,
-    metavar="N",
-    help="qemu-img processes writing a LUKS1 volume at once, each its own part of the disk (qemu-img "
-    "encrypts on one thread). Default: the CPUs this process may use, at most 4.",
-)
+@_jobs_option("a LUKS1 volume")
 @click.option("--key-url", metavar="URL", help="The key's transfer URL in the key broker, for the flavor.")
 @click.option("--label", help="The flavor's label [default: the output's file name].")
 @click.option(
@@ -188,9 +192,16 @@ def encrypt_image_command(  # noqa: PLR0917 (click passes every option by name)
     type=click.Choice([f.value for f in PlainFormat]),
     help="The plain output's format [default: raw for a LUKS1 volume, qcow2 for an encrypted qcow2].",
 )
+@_jobs_option("a raw output")
 @click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
 def decrypt_image_command(  # noqa: PLR0917 (click passes every option by name)
-    image: Path, output: Path, key_file: Path | None, key_fd: int | None, out_format: str | None, force: bool
+    image: Path,
+    output: Path,
+    key_file: Path | None,
+    key_fd: int | None,
+    out_format: str | None,
+    jobs: int,
+    force: bool,
 ) -> None:
     """Decrypt IMAGE (a LUKS1 volume or a LUKS-encrypted qcow2) into a plain image OUTPUT, for its owner.
 
@@ -203,6 +214,7 @@ def decrypt_image_command(  # noqa: PLR0917 (click passes every option by name)
         output,
         key,
         format=PlainFormat(out_format) if out_format else None,
+        jobs=jobs,
         overwrite=force,
         progress=terminal_progress(sys.stderr),
     )

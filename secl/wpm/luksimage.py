@@ -22,8 +22,10 @@ from __future__ import annotations
 import errno
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 
 from secl.wpm import qemuimg
@@ -107,13 +109,18 @@ def encrypt_image(
     """
     info = _plain_source(source, source_format)
     size = _round_up(info.virtual_size, SECTOR)
-    with output_file(target, overwrite=overwrite) as partial, key.passphrase_fd() as secret_fd:
+    with output_file(target, overwrite=overwrite) as scratch, key.passphrase_fd() as secret_fd:
         if format is EncryptedFormat.LUKS:
             # Sized first: cryptsetup formats the file in place, and QEMU takes the volume to be the file
             # less the payload offset.
-            _allocate(partial, PAYLOAD_OFFSET + size)
-            format_luks1(partial, secret_fd=secret_fd, iterations=pbkdf2_iterations(iter_time_ms))
-            arglists = _window_conversions(info.format, source, partial, size, jobs)
+            _allocate(scratch, PAYLOAD_OFFSET + size)
+            format_luks1(scratch, secret_fd=secret_fd, iterations=pbkdf2_iterations(iter_time_ms))
+            arglists = _conversions(
+                partial(qemuimg.file_opts, info.format, source),
+                partial(qemuimg.file_opts, "luks", scratch, **{"key-secret": qemuimg.SECRET_ID}),
+                size,
+                jobs,
+            )
         else:
             create_opts = ",".join(
                 [
@@ -126,12 +133,12 @@ def encrypt_image(
                     f"encrypt.iter-time={iter_time_ms}",
                 ]
             )
-            target_path = str(partial.absolute())
+            target_path = str(scratch.absolute())
             source_opts = qemuimg.file_opts(info.format, source)
             arglists = [["--image-opts", source_opts, "-O", "qcow2", "-o", create_opts, target_path]]
         bar = _bar(progress, "encrypting", size)
         qemuimg.convert_each(arglists, secret_fd=secret_fd, progress=bar, subject=source)
-        written = qemuimg.image_info(partial)
+        written = qemuimg.image_info(scratch)
         if written.virtual_size != size or not written.encrypted:
             # A payload offset other than the one we sized the file for would show here, not at VM start.
             raise ImageError(
@@ -139,7 +146,7 @@ def encrypt_image(
                 f"{target}: wrote a {written.format} image of {written.virtual_size} bytes, expected an "
                 f"encrypted one of {size}",
             )
-        sha256 = sha256_file(partial, progress)
+        sha256 = sha256_file(scratch, progress)
     log.info("encrypted %s (%s, %d bytes) into %s (%s)", source, info.format, size, target, format.value)
     return EncryptedImage(path=target, format=format, virtual_size=size, sha256=sha256)
 
@@ -150,13 +157,15 @@ def decrypt_image(
     key: ImageKey,
     *,
     format: PlainFormat | None = None,
+    jobs: int = DEFAULT_JOBS,
     overwrite: bool = False,
     progress: ProgressFactory = NO_PROGRESS,
 ) -> DecryptedImage:
     """Decrypt an image :func:`encrypt_image` wrote (or any LUKS1 volume / LUKS qcow2) into a plain one.
 
     ``format`` defaults to the container's own: a LUKS1 volume becomes a raw image, an encrypted qcow2 a
-    plain qcow2. A wrong key is an :class:`ImageError` with code ``wrong-key``, and nothing is written.
+    plain qcow2. A raw output is written by up to ``jobs`` qemu-img processes, a qcow2 by one. A wrong
+    key is an :class:`ImageError` with code ``wrong-key``, and nothing is written.
     """
     info = qemuimg.image_info(source)
     if info.format == "raw" and _luks_version(source) is not None:
@@ -165,10 +174,11 @@ def decrypt_image(
             f"{source}: a LUKS{_luks_version(source)} volume; QEMU 7.2 opens LUKS1 only, and so does secl-wpm",
         )
     if info.format == "luks":
-        source_opts = qemuimg.file_opts("luks", source, **{"key-secret": qemuimg.SECRET_ID})
+        source_opts = partial(qemuimg.file_opts, "luks", source, **{"key-secret": qemuimg.SECRET_ID})
         default = PlainFormat.RAW
     elif info.format == "qcow2" and info.encrypt_format == "luks":
-        source_opts = qemuimg.file_opts("qcow2", source, **{"encrypt.key-secret": qemuimg.SECRET_ID})
+        secret = {"encrypt.key-secret": qemuimg.SECRET_ID}
+        source_opts = partial(qemuimg.file_opts, "qcow2", source, **secret)
         default = PlainFormat.QCOW2
     elif info.encrypted:
         raise ImageError(
@@ -178,10 +188,15 @@ def decrypt_image(
     else:
         raise ImageError("not-encrypted", f"{source}: a {info.format} image that is not encrypted")
     out_format = format or default
-    with output_file(target, overwrite=overwrite) as partial, key.passphrase_fd() as secret_fd:
-        args = ["--image-opts", source_opts, "-O", out_format.value, str(partial.absolute())]
+    with output_file(target, overwrite=overwrite) as scratch, key.passphrase_fd() as secret_fd:
+        if out_format is PlainFormat.RAW:
+            os.truncate(scratch, info.virtual_size)  # sparse: qemu-img leaves the disk's zeros as holes
+            target_opts = partial(qemuimg.file_opts, "raw", scratch)
+            arglists = _conversions(source_opts, target_opts, info.virtual_size, jobs)
+        else:
+            arglists = [["--image-opts", source_opts(), "-O", out_format.value, str(scratch.absolute())]]
         bar = _bar(progress, "decrypting", info.virtual_size)
-        qemuimg.convert(args, secret_fd=secret_fd, progress=bar, subject=source)
+        qemuimg.convert_each(arglists, secret_fd=secret_fd, progress=bar, subject=source)
     log.info("decrypted %s into %s (%s)", source, target, out_format.value)
     return DecryptedImage(path=target, format=out_format, virtual_size=info.virtual_size)
 
@@ -209,26 +224,25 @@ def _plain_source(source: Path, named: PlainFormat | None) -> qemuimg.ImageInfo:
     return info
 
 
-def _window_conversions(
-    source_format: str, source: Path, target: Path, size: int, jobs: int
+def _conversions(
+    source: Callable[..., str], target: Callable[..., str], size: int, jobs: int
 ) -> list[list[str]]:
-    """``qemu-img convert`` arguments writing the LUKS1 volume ``target``: one list per window of the disk."""
+    """``qemu-img convert -n`` arguments, one list per window of a ``size``-byte disk (at most ``jobs``).
+
+    ``source`` and ``target`` build each side's ``--image-opts`` (``qemuimg.file_opts`` with the image's
+    driver, path and secret bound), given the window and whether the file is shared with other writers.
+    """
     count = max(1, min(jobs, size // _MIN_WINDOW))
     if count == 1:
-        source_opts = qemuimg.file_opts(source_format, source)
-        target_opts = qemuimg.file_opts("luks", target, **{"key-secret": qemuimg.SECRET_ID})
-        return [["--image-opts", source_opts, "-n", "--target-image-opts", target_opts]]
+        return [["--image-opts", source(), "-n", "--target-image-opts", target()]]
     step = _round_up(-(-size // count), _WINDOW_ALIGN)
     arglists = []
     for offset in range(0, size, step):
         window = (offset, min(step, size - offset))
-        source_opts = qemuimg.file_opts(source_format, source, window=window)
         # Several writers of one file: QEMU's lock would refuse the second. The file is our private
         # temporary one, and each writer's window keeps it to its own sectors.
-        target_opts = qemuimg.file_opts(
-            "luks", target, window=window, unlocked=True, **{"key-secret": qemuimg.SECRET_ID}
-        )
-        arglists.append(["--image-opts", source_opts, "-n", "--target-image-opts", target_opts])
+        target_opts = target(window=window, unlocked=True)
+        arglists.append(["--image-opts", source(window=window), "-n", "--target-image-opts", target_opts])
     return arglists
 
 

@@ -7,8 +7,11 @@ at VM start. This module only builds its argument vectors and runs it:
 * the passphrase reaches it as ``--object secret,id=…,file=/proc/self/fd/N`` on an inherited sealed memfd
   (:meth:`~secl.wpm.imagekey.ImageKey.passphrase_fd`), never as ``data=`` on the command line;
 * every file is named through ``--image-opts``/``--target-image-opts`` (``driver=…,file.filename=…``) or as
-  an absolute path, so neither a file name with a protocol prefix (``nbd:…``, ``json:…``) nor format probing
-  decides what qemu-img opens;
+  an absolute path, so in ``convert`` neither a file name with a protocol prefix (``nbd:…``, ``json:…``)
+  nor format probing decides what qemu-img opens (``info`` probes on purpose: it is how an input's format
+  is found);
+* several converts can run at once, each over its own window of one disk (:func:`convert_each`), since
+  qemu-img runs its cipher on one thread;
 * on a terminal it runs with ``-p`` and turns the ``    (42.19/100%)\\r`` lines it prints into the caller's
   progress bar;
 * its error messages become one :class:`~secl.wpm.errors.ImageError` line, a wrong key its own code.

@@ -11,10 +11,13 @@ cd "$(dirname "$0")/.."
 # systemd (systemd-analyze lints the units) and systemd-container (systemd-nspawn boots a real systemd that
 # starts the central's unit), and wrk (the load generator of bench/central_api.py). dracut-core builds a
 # test initramfs with the secl-measure module (dracut-core alone: the "dracut" package would replace
-# initramfs-tools; the tests never touch /boot or the machine's own initramfs).
+# initramfs-tools; the tests never touch /boot or the machine's own initramfs). qemu-utils (qemu-img) is
+# secl-wpm's encryption engine and QEMU's own LUKS reader in its tests; cryptsetup-bin (cryptsetup, without
+# the boot-time scripts of the "cryptsetup" package) writes secl-wpm's LUKS1 headers and is the tests'
+# independent LUKS oracle (isLuks, luksDump, open --test-passphrase).
 APT_PACKAGES=(
   swtpm swtpm-tools tpm2-tools libtss2-dev pkg-config gcc openssl ca-certificates
-  postgresql systemd systemd-container wrk dracut-core cpio
+  postgresql systemd systemd-container wrk dracut-core cpio qemu-utils cryptsetup-bin
   python3 python3-venv python3-dev
 )
 

@@ -72,6 +72,7 @@ def test_wheel_installs_everything_under_the_secl_namespace(wheel: Path):
         "secl/workloadagent/__init__.py",
         "secl/hooks/libvirt/__init__.py",
         "secl/cli/main.py",
+        "secl/wpm/cli.py",
         "secl/central/migrations/script.py.mako",
         "secl/central/central.example.toml",
         "secl/trustagent/trustagent.example.toml",

@@ -1,4 +1,4 @@
-"""AAS operations on the store. Views call these; they raise APIError subclasses for the caller's faults."""
+"""AAS operations on the store. Views call these; they raise ServiceError subclasses for the caller's faults."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from secl.central import audit
 from secl.central.aas.passwords import dummy_hash, hash_password, needs_rehash, verify_password
 from secl.central.aas.privileges import Authority, is_administrator, role_permissions
 from secl.central.auth import Principal
-from secl.central.errors import Conflict, Forbidden, Locked, NotFound, Unauthorized, ValidationFailed
+from secl.central.errors import Conflict, Forbidden, Invalid, Locked, NotFound, Unauthorized
 from secl.central.store.models import AuditEvent, Role, User, utcnow
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -74,7 +74,7 @@ def roles_by_name(session: Session, names: Sequence[str]) -> list[Role]:
     roles = list(session.scalars(select(Role).where(Role.name.in_(names))))
     missing = sorted(set(names) - {r.name for r in roles})
     if missing:
-        raise ValidationFailed(f"no such role: {', '.join(missing)}", code="unknown-role")
+        raise Invalid(f"no such role: {', '.join(missing)}", code="unknown-role")
     return roles
 
 

@@ -105,9 +105,16 @@ def mint(
     session.add(row)
     session.flush()
     audit.record(
-        session, "enrollment-token.created", actor=created_by, outcome="success", target=row.host,
-        token_id=row.id, kinds=row.kinds, max_uses=max_uses, expires_at=row.expires_at.isoformat(),
-    )  # fmt: skip
+        session,
+        "enrollment-token.created",
+        actor=created_by,
+        outcome="success",
+        target=row.host,
+        token_id=row.id,
+        kinds=row.kinds,
+        max_uses=max_uses,
+        expires_at=row.expires_at.isoformat(),
+    )
     session.commit()
     return Minted(value, row)
 
@@ -146,9 +153,13 @@ def delete(session: Session, token_id: str, *, actor: str) -> None:
         raise NotFound(f"no enrollment token with id {token_id}")
     session.delete(token)
     audit.record(
-        session, "enrollment-token.deleted", actor=actor, outcome="success", target=token.host,
+        session,
+        "enrollment-token.deleted",
+        actor=actor,
+        outcome="success",
+        target=token.host,
         token_id=token.id,
-    )  # fmt: skip
+    )
     session.commit()
 
 

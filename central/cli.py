@@ -6,8 +6,8 @@ plus SECL_CENTRAL_* variables), so what an operator runs by hand acts on what sy
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
+from typing import TextIO
 
 import click
 from secl.central.config import CentralConfig, ConfigError, load_config
@@ -98,7 +98,7 @@ def db_upgrade(ctx: click.Context) -> None:
     help="Read the password from this file (- for stdin) instead of prompting.",
 )
 @click.pass_context
-def create_admin(ctx: click.Context, username: str, password_file: click.utils.LazyFile | None) -> None:
+def create_admin(ctx: click.Context, username: str, password_file: TextIO | None) -> None:
     """Create an administrator (all permissions), for example to recover a lost one."""
     from secl.central.aas import service
     from secl.central.store.db import Database
@@ -314,4 +314,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

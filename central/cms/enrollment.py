@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from secl.central import audit
 from secl.central.auth import Principal
 from secl.central.errors import NotFound, Unauthorized
+from secl.central.store.db import rowcount
 from secl.central.store.models import EnrollmentToken, utcnow
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -137,7 +138,7 @@ def claim_use(session: Session, token_id: str) -> bool:
         .values(uses=EnrollmentToken.uses + 1)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    return rowcount(result) == 1
 
 
 def search(session: Session, host: str | None) -> list[EnrollmentToken]:

@@ -32,9 +32,13 @@ class CACertificatesOut(BaseModel):
     certificates: list[CACertificateOut]
 
 
+def _host_kinds() -> list[EnrollmentKind]:
+    return ["tls", "aik"]  # what a joining host needs
+
+
 class EnrollmentTokenCreate(Strict):
     host: Annotated[str, Field(min_length=1, max_length=253)]
-    kinds: list[EnrollmentKind] = Field(default_factory=lambda: ["tls", "aik"], min_length=1, max_length=4)
+    kinds: list[EnrollmentKind] = Field(default_factory=_host_kinds, min_length=1, max_length=4)
     ttl_seconds: Annotated[int, Field(ge=1, le=MAX_TTL_SECONDS)] = DEFAULT_TTL_SECONDS
     max_uses: Annotated[int, Field(ge=1, le=MAX_USES)] = 1
 

@@ -36,7 +36,7 @@ def _token_out(token: EnrollmentToken) -> EnrollmentTokenOut:
         created_by=token.created_by,
         uses=token.uses,
         max_uses=token.max_uses,
-        state=enrollment.state(token),  # type: ignore[arg-type]
+        state=enrollment.state(token),
     )
 
 

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from secl.central import audit
 from secl.central.errors import Conflict, Invalid, NotFound
 from secl.central.flavorgroups.schemas import FlavorMatchPolicy
+from secl.central.store.db import rowcount
 from secl.central.store.hvs_flavor_models import (
     FlavorGroup,
     StoredFlavor,
@@ -185,11 +186,13 @@ def group_flavor_ids(session: Session, group_id: str) -> tuple[FlavorGroup, list
 
 def remove_flavor(session: Session, group_id: str, flavor_id: str, *, actor: str) -> None:
     group = get_group(session, group_id)
-    removed = session.execute(
-        delete(flavorgroup_flavors).where(
-            flavorgroup_flavors.c.flavorgroup_id == group.id, flavorgroup_flavors.c.flavor_id == flavor_id
+    removed = rowcount(
+        session.execute(
+            delete(flavorgroup_flavors).where(
+                flavorgroup_flavors.c.flavorgroup_id == group.id, flavorgroup_flavors.c.flavor_id == flavor_id
+            )
         )
-    ).rowcount  # type: ignore[attr-defined]
+    )
     if not removed:
         session.rollback()
         raise NotFound(f"flavor {flavor_id} is not in flavor group {group.name}", code="link-not-found")

@@ -80,11 +80,15 @@ class FlavorSearch(Strict):
 ImportPart = Literal["PLATFORM", "OS", "HOST_UNIQUE", "SOFTWARE"]
 
 
+def _every_part() -> list[ImportPart]:
+    return ["PLATFORM", "OS", "HOST_UNIQUE", "SOFTWARE"]
+
+
 class FlavorImport(Strict):
     host_id: UUIDStr | None = None
     connection_string: ConnectionString | None = None
     partial_flavor_types: Annotated[list[ImportPart], Field(min_length=1, max_length=4)] = Field(
-        default_factory=lambda: ["PLATFORM", "OS", "HOST_UNIQUE", "SOFTWARE"]
+        default_factory=_every_part
     )
     flavorgroup_names: list[GroupName] = Field(default_factory=lambda: ["automatic"], max_length=100)
 

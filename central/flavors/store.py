@@ -228,6 +228,7 @@ def _parse(doc: dict[str, Any], where: str, secl_signature: str | None) -> _Uplo
 
 
 def _uploads(body: FlavorCreate) -> list[_Upload]:
+    items: list[tuple[dict[str, Any], str | None]]
     if body.flavor_collection is not None:
         items = [(f, None) for f in body.flavor_collection.flavors]
     else:

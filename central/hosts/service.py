@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from secl.central import audit
 from secl.central.errors import Conflict, Forbidden, NotFound
 from secl.central.flavorgroups.service import get_group, groups_by_name, host_groups
+from secl.central.store.db import rowcount
 from secl.central.store.hvs_flavor_models import FlavorGroup, Host, host_flavorgroups
 from secl.central.store.hvs_report_models import Report
 from secl.central.store.models import utcnow
@@ -281,11 +282,13 @@ def link_group(session: Session, host_id: str, group_id: str, *, actor: str) -> 
 
 def unlink_group(session: Session, host_id: str, group_id: str, *, actor: str) -> None:
     host = get_host(session, host_id)
-    removed = session.execute(
-        delete(host_flavorgroups).where(
-            host_flavorgroups.c.host_id == host.id, host_flavorgroups.c.flavorgroup_id == group_id
+    removed = rowcount(
+        session.execute(
+            delete(host_flavorgroups).where(
+                host_flavorgroups.c.host_id == host.id, host_flavorgroups.c.flavorgroup_id == group_id
+            )
         )
-    ).rowcount  # type: ignore[attr-defined]
+    )
     if not removed:
         session.rollback()
         raise NotFound(f"host {host.name} is not in flavor group {group_id}", code="link-not-found")

@@ -35,6 +35,7 @@ from secl.central.cms import pki
 from secl.central.context import CentralServices
 from secl.central.endorsements.service import registered_ek, trusted_cas
 from secl.central.errors import Conflict, Forbidden, Invalid, NotFound, ServiceError
+from secl.central.store.db import rowcount
 from secl.central.store.hvs_models import AIKChallenge
 from secl.central.store.models import utcnow
 from sqlalchemy import delete, update
@@ -309,12 +310,14 @@ def redeem_challenge(
             **context,
         )
     # Claim it before looking at the secret: one guess per challenge, on whichever instance answers.
-    claimed = session.execute(
-        update(AIKChallenge)
-        .where(AIKChallenge.id == row.id, AIKChallenge.used.is_(False), AIKChallenge.expires_at > now)
-        .values(used=True)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    claimed = rowcount(
+        session.execute(
+            update(AIKChallenge)
+            .where(AIKChallenge.id == row.id, AIKChallenge.used.is_(False), AIKChallenge.expires_at > now)
+            .values(used=True)
+            .execution_options(synchronize_session=False)
+        )
+    )
     session.commit()
     if claimed != 1:
         _refuse(
@@ -407,7 +410,7 @@ def issue_aik_certificate(issuer: pki.Issuer, aik: TPM2B_PUBLIC, *, days: int) -
         .add_extension(usage, critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key), critical=False)
         .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),  # type: ignore[arg-type]
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
             critical=False,
         )
         .sign(issuer_key, digest)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from secl.central.store.db import rowcount
 from secl.central.store.hvs_job_models import ReportJob
 from secl.central.store.hvs_report_models import Report
 from sqlalchemy import and_, func, or_, select, update
@@ -200,11 +201,13 @@ def claim(
             if len(tokens) == limit:
                 break
             token = str(uuid.uuid4())
-            won = session.execute(
-                update(ReportJob)
-                .where(ReportJob.id == job_id, _claimable(now))
-                .values(**_claim_values(worker, token, now, lease))
-            ).rowcount
+            won = rowcount(
+                session.execute(
+                    update(ReportJob)
+                    .where(ReportJob.id == job_id, _claimable(now))
+                    .values(**_claim_values(worker, token, now, lease))
+                )
+            )
             session.commit()
             if won == 1:
                 tokens[job_id] = token
@@ -303,7 +306,7 @@ def _mark_done(
         "error_message": None,
         "lease_expires_at": None,
     }
-    return session.execute(update(ReportJob).where(_mine(job)).values(**values)).rowcount == 1
+    return rowcount(session.execute(update(ReportJob).where(_mine(job)).values(**values))) == 1
 
 
 def fail(session: Session, job: ClaimedJob, code: str, message: str, *, retryable: bool) -> str | None:
@@ -319,7 +322,7 @@ def fail(session: Session, job: ClaimedJob, code: str, message: str, *, retryabl
         values |= {"status": "queued", "available_at": now + backoff(job.attempts), "claim_token": None}
     else:
         values |= {"status": "failed", "finished_at": now}
-    changed = session.execute(update(ReportJob).where(_mine(job)).values(**values)).rowcount
+    changed = rowcount(session.execute(update(ReportJob).where(_mine(job)).values(**values)))
     session.commit()
     return values["status"] if changed == 1 else None
 
@@ -334,27 +337,29 @@ def renew(
     until = (now or _now()) + lease
     renewed = 0
     for job in claimed:
-        renewed += session.execute(
-            update(ReportJob).where(_mine(job)).values(lease_expires_at=until)
-        ).rowcount
+        renewed += rowcount(
+            session.execute(update(ReportJob).where(_mine(job)).values(lease_expires_at=until))
+        )
     session.commit()
     return renewed
 
 
 def release(session: Session, job: ClaimedJob) -> bool:
     """Give a claimed, unstarted job back to the queue (a worker stopping); the attempt does not count."""
-    released = session.execute(
-        update(ReportJob)
-        .where(_mine(job))
-        .values(
-            status="queued",
-            attempts=ReportJob.attempts - 1,
-            claim_token=None,
-            claimed_by=None,
-            claimed_at=None,
-            lease_expires_at=None,
+    released = rowcount(
+        session.execute(
+            update(ReportJob)
+            .where(_mine(job))
+            .values(
+                status="queued",
+                attempts=ReportJob.attempts - 1,
+                claim_token=None,
+                claimed_by=None,
+                claimed_at=None,
+                lease_expires_at=None,
+            )
         )
-    ).rowcount
+    )
     session.commit()
     return released == 1
 

@@ -128,7 +128,7 @@ def insert_reports(session: Session, memos: Memos, rows: Sequence[StoredReport |
             "%d report(s) not stored: the database refused a row (its host or its manifest is missing); "
             "the central forgot which manifests it had stored, the next attempt stores them (hosts %s)",
             len(values),
-            sorted({v.get("host_id") for v in values}),
+            sorted({str(v.get("host_id")) for v in values}),
         )
         raise
 

@@ -61,7 +61,7 @@ def _job_out(job: ReportJob) -> ReportJobOut:
     return ReportJobOut(
         id=job.id,
         host_id=job.host_id,
-        status=job.status,  # type: ignore[arg-type]  # the column holds only the statuses jobs.py writes
+        status=job.status,
         reason=job.reason,
         attempts=job.attempts,
         max_attempts=job.max_attempts,

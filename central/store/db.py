@@ -5,12 +5,12 @@ process (the tests) or two central instances on one PostgreSQL never share anyth
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from secl.central.store.walcheckpoint import BACKSTOP_PAGES, DEFAULT_PAGES, WalCheckpointer
 from secl.central.store.walcheckpoint import INTERVAL as CHECKPOINT_INTERVAL
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import CursorResult, Engine, Result, create_engine, event
 from sqlalchemy.orm import sessionmaker
 
 
@@ -71,3 +71,9 @@ def _engine_options(url: str) -> dict[str, Any]:
         # gunicorn's gthread workers share the engine between threads.
         return {"connect_args": {"check_same_thread": False, "timeout": 30}, **json_options}
     return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 10, **json_options}
+
+
+def rowcount(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE run through ``Session.execute`` matched. The session types its
+    results as :class:`Result`; for DML they are :class:`CursorResult`, the only kind with a row count."""
+    return cast(CursorResult[Any], result).rowcount

@@ -5,16 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 from secl.central.cms.enrollment import DEFAULT_TTL_SECONDS, MAX_TTL_SECONDS, MAX_USES, normalize_host
+from secl.central.schemas import Strict
 
 Kind = Literal["tls", "tls-server", "tls-client"]
 # What an enrollment token may allow: certificate kinds, and "aik" (enroll the host's AIK).
 EnrollmentKind = Literal["tls", "tls-server", "tls-client", "aik"]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class CACertificateOut(BaseModel):

@@ -46,7 +46,7 @@ def get_group(session: Session, group_id: str) -> FlavorGroup:
 
 
 def groups_by_name(session: Session, names: Sequence[str]) -> list[FlavorGroup]:
-    """The groups of these names, in the given order; an unknown name is the caller's error (400)."""
+    """The groups of these names, in the given order; an unknown name is the caller's error (Invalid)."""
     wanted = list(dict.fromkeys(names))
     found = {g.name: g for g in session.scalars(select(FlavorGroup).where(FlavorGroup.name.in_(wanted)))}
     missing = [name for name in wanted if name not in found]
@@ -76,7 +76,7 @@ def match_policies(group: FlavorGroup) -> list[FlavorMatchPolicy]:
 
 
 def link_flavor(session: Session, group: FlavorGroup, flavor_id: str) -> None:
-    """Add a flavor to a group in the session (the caller commits); an existing link is a 409."""
+    """Add a flavor to a group in the session (the caller commits); an existing link is a Conflict."""
     exists = session.scalar(
         select(func.count())
         .select_from(flavorgroup_flavors)

@@ -7,7 +7,7 @@ canonical JSON of the flavor with meta.id zeroed, so it does not depend on how t
 
 :func:`load_verified_flavors` is what the verifier calls: a stored flavor whose signature no longer
 verifies (the row was edited behind the central's back) is never handed out; it is logged as an error and
-refused with ``flavor-signature-invalid`` (409).
+refused with ``flavor-signature-invalid`` (a Conflict).
 
 Upload, search and deletion as the API offers them are in :mod:`secl.central.flavors.service`; this module
 is what they, flavor import and the verifier share.
@@ -106,7 +106,7 @@ def _invalid(row: FlavorText, reason: str) -> FlavorSignatureInvalid:
 
 
 def verified(services: CentralServices, row: FlavorText) -> SignedFlavor:
-    """The stored flavor after verifying its signature (409 flavor-signature-invalid when it fails).
+    """The stored flavor after verifying its signature (FlavorSignatureInvalid when it fails).
 
     A row whose exact text, signature and scheme already verified is taken from the central's memo, parsed
     and verified as it was then; any change to them is parsed and checked afresh. The memo is keyed on the
@@ -176,7 +176,7 @@ def load_verified_flavors(
     flavor_ids: Sequence[str] | None = None,
     flavorgroup_id: str | None = None,
 ) -> list[SignedFlavor]:
-    """The flavors (oldest first), each after verifying our signature; a bad one raises 409, never passes."""
+    """The flavors (oldest first), each after verifying our signature; a bad one raises, never passes."""
     return [
         verified(services, row)
         for row in flavor_rows(session, flavor_ids=flavor_ids, flavorgroup_id=flavorgroup_id)

@@ -44,7 +44,7 @@ def find_host(session: Session, host_id: str) -> Host | None:
 
 
 def get_host(session: Session, host_id: str) -> Host:
-    """The host with this id; 404 ``host-not-found`` when there is none."""
+    """The host with this id; NotFound ``host-not-found`` when there is none."""
     host = find_host(session, host_id)
     if host is None:
         raise NotFound(f"no host {host_id}", code="host-not-found")

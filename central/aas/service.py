@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from secl.central import audit
 from secl.central.aas.passwords import dummy_hash, hash_password, needs_rehash, verify_password
 from secl.central.aas.privileges import Authority, is_administrator, role_permissions
+from secl.central.aas.tokens import TokenService
 from secl.central.auth import Principal
 from secl.central.errors import Conflict, Forbidden, Invalid, Locked, NotFound, Unauthorized
 from secl.central.store.models import AuditEvent, Role, User, utcnow
@@ -62,6 +63,24 @@ def _count_failure(session: Session, user: User, now: datetime, threshold: int, 
         locked=locked,
     )
     session.commit()
+
+
+def issue_token(
+    session: Session,
+    tokens: TokenService,
+    username: str,
+    password: str,
+    *,
+    threshold: int,
+    lockout: timedelta,
+) -> tuple[str, datetime]:
+    """A signed JWT for a user whose password checks out, carrying its roles and permissions (audited)."""
+    user = authenticate_user(session, username, password, threshold=threshold, lockout=lockout)
+    roles, permissions = effective_permissions(user)
+    token, expires = tokens.issue(user.username, roles, permissions)
+    audit.record(session, "token.issued", actor=user.username, outcome="success", roles=roles)
+    session.commit()
+    return token, expires
 
 
 def effective_permissions(user: User) -> tuple[list[str], list[str]]:

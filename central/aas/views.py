@@ -6,7 +6,6 @@ from datetime import timedelta
 from typing import Any
 
 from flask import Blueprint
-from secl.central import audit
 from secl.central.aas import service
 from secl.central.aas.privileges import Authority
 from secl.central.aas.schemas import (
@@ -71,12 +70,7 @@ def _role_out(role: Role) -> RoleOut:
     summary="Exchange a username and password for a signed JWT",
 )
 def issue_token(body: TokenRequest) -> TokenResponse:
-    session = db()
-    user = service.authenticate_user(session, body.username, body.password, **_lockout())
-    roles, permissions = service.effective_permissions(user)
-    token, expires = services().tokens.issue(user.username, roles, permissions)
-    audit.record(session, "token.issued", actor=user.username, outcome="success", roles=roles)
-    session.commit()
+    token, expires = service.issue_token(db(), services().tokens, body.username, body.password, **_lockout())
     return TokenResponse(token=token, expires_at=expires)
 
 

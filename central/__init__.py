@@ -15,7 +15,7 @@ from typing import Any
 from flask import Flask, Response, jsonify
 from secl.central.config import CentralConfig, ConfigError, load_config
 from secl.central.context import NotSetUp, install, open_services
-from secl.central.endpoints import register_request_sessions
+from secl.central.endpoints import register_request_state
 from secl.central.errors import register_error_handlers
 from secl.central.openapi import build_openapi
 
@@ -31,7 +31,7 @@ def create_app(
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     install(app, services)
-    register_request_sessions(app)
+    register_request_state(app)
     register_error_handlers(app)
     _register_blueprints(app)
     _register_openapi(app)

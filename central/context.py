@@ -33,6 +33,9 @@ class NotSetUp(Exception):
 
 @dataclass(frozen=True)
 class CentralServices:
+    """What the services share: ``keys`` reads each CA and signer on first use, ``memos`` are the
+    process's memos (see :mod:`secl.central.memos`); the rest is ready when built."""
+
     config: CentralConfig
     files: KeyFiles
     keys: KeyMaterial

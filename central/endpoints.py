@@ -23,6 +23,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from pydantic import BaseModel, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
+from secl.central import audit
 from secl.central.auth import Principal, authenticate
 from secl.central.cms.enrollment import principal_for
 from secl.central.context import CentralServices, services_of
@@ -147,7 +148,21 @@ def close_request_session(_exc: BaseException | None) -> None:
         session.close()
 
 
-def register_request_sessions(app: Flask) -> None:
+def _note_caller_address() -> None:
+    g.caller_address = audit.caller_address.set(request.remote_addr or "")
+
+
+def _forget_caller_address(_exc: BaseException | None) -> None:
+    noted = g.pop("caller_address", None)
+    if noted is not None:
+        audit.caller_address.reset(noted)
+
+
+def register_request_state(app: Flask) -> None:
+    """Per request: the caller's address for the audit log (before any blueprint's own hooks), and the
+    database session, closed when the request ends."""
+    app.before_request(_note_caller_address)
+    app.teardown_request(_forget_caller_address)
     app.teardown_appcontext(close_request_session)
 
 

@@ -16,13 +16,14 @@ stops and this process runs the same central application (``create_app``) for th
     over one nonce) are recorded once as JSON bodies. Reports are then made by exactly the code of
     ``secl-central worker`` minus the network: the bodies decoded as the agent client decodes them
     (``agentclient.decode_json_object``, ``decode_quote_response``), then ``ReportProcessor.attest`` over
-    the batch: the hosts read, every quote verified and manifest built (``verifier.accept_evidence``),
+    the batch, on the central's service context built without Flask as the worker builds it
+    (``open_services``): the hosts read, every quote verified and manifest built (``accept_evidence``),
     every host judged (its flavor groups and flavors in one statement, each flavor verified, every rule of
     every flavor), every report signed (ES256 JWT) and stored, one commit for the batch. ``reuse=False``:
     no report is copied from the host's previous one, every rule runs. Four figures:
     - warm, in the worker's batches (``BATCH_SIZE``, 10): the central's memos as in service. What an
       unchanged host sends again (its AIK certificate, PCR values, event log) and an unchanged flavor row
-      come from the app's memos, keyed on their exact inputs or compared byte for byte: the manifest is
+      come from the central's memos, keyed on their exact inputs or compared byte for byte: the manifest is
       not rebuilt, a flavor not re-parsed; but the quote is verified, every rule runs, and the report is
       signed and stored every time. This is a fleet re-attested between reboots, the load the bar
       describes. The bar is measured on this figure.
@@ -56,7 +57,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -166,19 +167,25 @@ def _start_gunicorn(config: Any, work: Path) -> Any:
 
 @dataclass
 class Stack:
-    """The central (stopped gunicorn, app in this process), the agent on its swtpm, the registered host."""
+    """The central (stopped gunicorn; in this process its services as the worker runs them, and the app),
+    the agent on its swtpm, the registered host."""
 
     work: Path
     config: Any
+    services: Any
     app: Any
     host_id: str
     agent: Any
     swtpm_process: subprocess.Popen[bytes]
     admin: tuple[str, str]
     imported: list[str]
+    processors: dict[bool, Any] = field(default_factory=dict)
 
     def stop(self) -> None:
-        self.app.extensions["secl.db"].dispose()
+        from secl.central.context import services_of
+
+        self.services.database.dispose()
+        services_of(self.app).database.dispose()
         self.agent.stop()
         _stop(self.swtpm_process)
 
@@ -186,6 +193,7 @@ class Stack:
 def start_stack(work: Path, log_name: str) -> Stack:
     from secl.central import create_app
     from secl.central.config import CentralConfig
+    from secl.central.context import open_services, services_of
     from secl.central.setup import run_setup
 
     from tests.agent_harness import admin_headers, api, provision_agent
@@ -222,9 +230,11 @@ def start_stack(work: Path, log_name: str) -> Stack:
         raise
     finally:
         _stop(live.process)  # from here on only this process serves the central
+    services = open_services(config)  # as secl-central worker builds them
+    services.database.start_checkpointer()  # as secl-central worker and gunicorn's workers do
     app = create_app(config)
-    app.extensions["secl.db"].start_checkpointer()  # as secl-central worker and gunicorn's workers do
-    return Stack(work, config, app, host_id, agent, swtpm_process, (username, password), parts)
+    services_of(app).database.start_checkpointer()
+    return Stack(work, config, services, app, host_id, agent, swtpm_process, (username, password), parts)
 
 
 # --- (a) recorded evidence --------------------------------------------------------------------------------
@@ -241,7 +251,7 @@ class Recorded:
 
 
 def record_evidence(stack: Stack) -> Recorded:
-    from secl.central.hvs.verifier import BANKS
+    from secl.central.evidence.hostinfo import BANKS
     from secl.central.keyfiles import KeyFiles
 
     keys = KeyFiles(stack.config.keys_dir)
@@ -269,33 +279,27 @@ def recorded_batch(
     every report is judged in full, never copied from the host's previous one; ``reuse=True`` as the worker
     runs by default.
     """
-    from secl.central.hvs import flavorstore, verifier
-    from secl.central.hvs.agentclient import decode_json_object, decode_quote_response
-    from secl.central.hvs.jobs import ClaimedJob
-    from secl.central.hvs.worker import Fetched, JobFailed, ReportProcessor
+    from secl.central.evidence.agentclient import decode_json_object, decode_quote_response
+    from secl.central.evidence.fetch import FetchedEvidence
+    from secl.central.evidence.hostinfo import ClaimedHostInfo
+    from secl.central.reports.jobs import ClaimedJob, JobFailed
+    from secl.central.reports.processor import Fetched, ReportProcessor
 
-    app = stack.app
     if cold:
-        app.extensions.pop(verifier._EVIDENCE_MEMOS, None)
-        app.extensions.pop(verifier._STORED_MANIFESTS, None)
-        app.extensions.pop(flavorstore._VERIFIED, None)
-        app.extensions.pop("secl.verification-memo", None)
-    processor = app.extensions.get(f"bench.processor.{reuse}")
+        stack.services.memos.forget()
+    processor = stack.processors.get(reuse)
     if processor is None:
-        processor = app.extensions[f"bench.processor.{reuse}"] = ReportProcessor(
-            app, actor="bench", reuse=reuse
-        )
+        processor = stack.processors[reuse] = ReportProcessor(stack.services, actor="bench", reuse=reuse)
     batch = []
     for n in range(size):
-        evidence = verifier.FetchedEvidence(
+        evidence = FetchedEvidence(
             recorded.nonce,
-            decode_json_object(recorded.host_body, "GET /v2/host"),
+            ClaimedHostInfo(decode_json_object(recorded.host_body, "GET /v2/host")),
             decode_json_object(recorded.aik_body, "GET /v2/aik"),
             decode_quote_response(decode_json_object(recorded.quote_body, "POST /v2/tpm/quote")),
         )
         batch.append(Fetched(ClaimedJob(f"bench-{n}", stack.host_id, "bench", 1, 1, "bench", "-"), evidence))
-    with app.app_context():
-        outcomes = processor.attest(batch)
+    outcomes = processor.attest(batch)
     failed = [o for o in outcomes if isinstance(o, JobFailed)]
     assert not failed, f"{failed[0].code}: {failed[0].message}"
     return [bool(o["trusted"]) for o in outcomes if not isinstance(o, JobFailed)]
@@ -310,8 +314,8 @@ def recorded_report(stack: Stack, recorded: Recorded, *, cold: bool = False) -> 
 def bench_recorded(
     stack: Stack, seconds: float, want_profile: bool, log_name: str
 ) -> tuple[float, float, float]:
-    from secl.central.hvs.agentclient import decode_quote_response
-    from secl.central.hvs.worker import BATCH_SIZE
+    from secl.central.evidence.agentclient import decode_quote_response
+    from secl.central.reports.worker import BATCH_SIZE
     from secl.central.store.hvs_report_models import Report
     from sqlalchemy import func, select
 
@@ -338,7 +342,7 @@ def bench_recorded(
          lambda: verify_quote(ak, answer.attest, answer.signature, qualifying_data=qd, pcrs=pcrs)],
         seconds, per_call=[size, size, 1, 1, 1],
     )  # fmt: skip
-    with stack.app.extensions["secl.db"].sessions() as session:
+    with stack.services.database.sessions() as session:
         stored = session.scalar(select(func.count()).select_from(Report))
     print(f"    warm, the worker's batch of {size} (unchanged hosts: manifests + flavors from the memos): "
           f"{warm:8,.0f} reports/s  ({1000 / warm:.2f} ms each)")  # fmt: skip
@@ -363,7 +367,7 @@ def bench_recorded(
 
 
 def bench_live(stack: Stack, reports: int, want_profile: bool) -> float:
-    from secl.central.hvs.agentclient import AgentClient
+    from secl.central.evidence.agentclient import AgentClient
     from secl.central.keyfiles import KeyFiles
 
     print("\n(b) central CPU time per live attestation (POST /hvs/v2/reports), beyond the TPM's own time")

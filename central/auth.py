@@ -1,15 +1,16 @@
 """Who is calling: bearer-token authentication and SecL-style permission matching.
 
 Permissions are ``service:resource:action`` (``HVS:hosts:create``); a role may hold wildcards per part
-(``HVS:hosts:*``, ``*:*:*``). Tokens are verified by :class:`secl.central.aas.tokens.TokenService`, which
-the application factory stores in ``app.extensions``.
+(``HVS:hosts:*``, ``*:*:*``). Tokens are verified by :class:`secl.central.aas.tokens.TokenService`, part of
+the service context; a token that is not a JWT is an enrollment token, looked up by the caller's function.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
-from flask import current_app
 from secl.central.errors import Unauthorized
 
 
@@ -32,7 +33,14 @@ def permission_matches(held: str, needed: str) -> bool:
     return all(h in ("*", n) for h, n in zip(held_parts, needed_parts, strict=True))
 
 
-def authenticate(header: str | None) -> Principal:
+class TokenVerifier(Protocol):
+    def verify(self, token: str) -> Principal: ...
+
+
+def authenticate(
+    header: str | None, tokens: TokenVerifier, enrolled: Callable[[str], Principal]
+) -> Principal:
+    """Who the ``Authorization`` header speaks for: a user's JWT, or a joining host's enrollment token."""
     if not header:
         raise Unauthorized("this operation needs a bearer token (POST /aas/v1/token)", code="token-missing")
     scheme, _, token = header.partition(" ")
@@ -41,5 +49,5 @@ def authenticate(header: str | None) -> Principal:
     token = token.strip()
     if token.count(".") != 2:
         # Not a JWT: an enrollment token, with which a joining host makes its setup calls.
-        return current_app.extensions["secl.enrollment-principals"](token)
-    return current_app.extensions["secl.tokens"].verify(token)
+        return enrolled(token)
+    return tokens.verify(token)

@@ -6,8 +6,8 @@ plus SECL_CENTRAL_* variables), so what an operator runs by hand acts on what sy
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
+from typing import TextIO
 
 import click
 from secl.central.config import CentralConfig, ConfigError, load_config
@@ -18,8 +18,13 @@ def _config(ctx: click.Context) -> CentralConfig:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Configuration file (default: /etc/secl/central.toml, or $SECL_CENTRAL_CONFIG).")  # fmt: skip
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Configuration file (default: /etc/secl/central.toml, or $SECL_CENTRAL_CONFIG).",
+)
 @click.pass_context
 def cli(ctx: click.Context, config_path: Path | None) -> None:
     """Operate the secl central server: setup, database migrations, and a development server.
@@ -86,10 +91,14 @@ def db_upgrade(ctx: click.Context) -> None:
 
 @cli.command("create-admin")
 @click.argument("username")
-@click.option("--password-file", type=click.File("r"), default=None,
-              help="Read the password from this file (- for stdin) instead of prompting.")  # fmt: skip
+@click.option(
+    "--password-file",
+    type=click.File("r"),
+    default=None,
+    help="Read the password from this file (- for stdin) instead of prompting.",
+)
 @click.pass_context
-def create_admin(ctx: click.Context, username: str, password_file: click.utils.LazyFile | None) -> None:
+def create_admin(ctx: click.Context, username: str, password_file: TextIO | None) -> None:
     """Create an administrator (all permissions), for example to recover a lost one."""
     from secl.central.aas import service
     from secl.central.store.db import Database
@@ -116,13 +125,27 @@ def create_admin(ctx: click.Context, username: str, password_file: click.utils.L
 @click.option(
     "--host", required=True, help="The host name (or IP address) the token may get certificates for."
 )
-@click.option("--ttl", default="1h", show_default=True,
-              help="How long the token is valid: 3600, 45s, 30m, 1h or 2d (at most 30 days).")  # fmt: skip
-@click.option("--kind", "kinds", multiple=True, type=click.Choice(["tls", "tls-server", "tls-client", "aik"]),
-              help="What the token allows (repeatable): a certificate kind, or aik (enroll the host's AIK "
-                   "with the Privacy CA). Default: tls and aik, what a joining host needs.")  # fmt: skip
-@click.option("--uses", default=1, show_default=True, type=click.IntRange(1, 1000),
-              help="How many certificates the token may obtain.")  # fmt: skip
+@click.option(
+    "--ttl",
+    default="1h",
+    show_default=True,
+    help="How long the token is valid: 3600, 45s, 30m, 1h or 2d (at most 30 days).",
+)
+@click.option(
+    "--kind",
+    "kinds",
+    multiple=True,
+    type=click.Choice(["tls", "tls-server", "tls-client", "aik"]),
+    help="What the token allows (repeatable): a certificate kind, or aik (enroll the host's AIK "
+    "with the Privacy CA). Default: tls and aik, what a joining host needs.",
+)
+@click.option(
+    "--uses",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="How many certificates the token may obtain.",
+)
 @click.pass_context
 def create_enrollment_token(
     ctx: click.Context, host: str, ttl: str, kinds: tuple[str, ...], uses: int
@@ -150,9 +173,13 @@ def create_enrollment_token(
             raise click.ClickException("the database schema is not current: run `secl-central db upgrade`")
         with database.sessions() as session:
             minted = enrollment.mint(
-                session, host=host, kinds=list(kinds or enrollment.DEFAULT_KINDS), ttl_seconds=ttl_seconds,
-                max_uses=uses, created_by="secl-central",
-            )  # fmt: skip
+                session,
+                host=host,
+                kinds=list(kinds or enrollment.DEFAULT_KINDS),
+                ttl_seconds=ttl_seconds,
+                max_uses=uses,
+                created_by="secl-central",
+            )
     except click.ClickException:
         raise
     except Exception as exc:  # connection and SQL errors of every driver
@@ -193,17 +220,37 @@ def run(ctx: click.Context, debug: bool) -> None:
 
 @cli.command()
 @click.option("--once", is_flag=True, help="Run one iteration (refresh pass, one batch) and exit.")
-@click.option("--batch-size", default=10, show_default=True, type=click.IntRange(1, 1000),
-              help="Jobs claimed at a time; their reports are judged and stored together, in one "
-                   "transaction (larger batches: fewer commits, better CPU cache use).")  # fmt: skip
-@click.option("--poll-interval", default=5.0, show_default=True, type=click.FloatRange(0.05, 3600),
-              help="Seconds to wait when the queue is empty.")  # fmt: skip
-@click.option("--refresh-margin", default=3600, show_default=True, type=click.IntRange(0, 30 * 86400),
-              help="Queue hosts whose newest report expires within this many seconds.")  # fmt: skip
+@click.option(
+    "--batch-size",
+    default=10,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="Jobs claimed at a time; their reports are judged and stored together, in one "
+    "transaction (larger batches: fewer commits, better CPU cache use).",
+)
+@click.option(
+    "--poll-interval",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(0.05, 3600),
+    help="Seconds to wait when the queue is empty.",
+)
+@click.option(
+    "--refresh-margin",
+    default=3600,
+    show_default=True,
+    type=click.IntRange(0, 30 * 86400),
+    help="Queue hosts whose newest report expires within this many seconds.",
+)
 @click.option("--no-refresh", is_flag=True, help="Only process the queue; do not queue expiring reports.")
 @click.option("--name", default=None, help="This worker's name in the job rows (default host:pid:random).")
-@click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1, 64),
-              help="Agents of a batch asked at once (each answer mostly waits on its host's TPM).")  # fmt: skip
+@click.option(
+    "--concurrency",
+    default=4,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Agents of a batch asked at once (each answer mostly waits on its host's TPM).",
+)
 @click.pass_context
 def worker(  # noqa: PLR0917  (one parameter per click option)
     ctx: click.Context,
@@ -225,22 +272,28 @@ def worker(  # noqa: PLR0917  (one parameter per click option)
     import signal
     from datetime import timedelta
 
-    from secl.central import NotSetUp, create_app
-    from secl.central.hvs.worker import Worker
+    from secl.central.context import NotSetUp, open_services
+    from secl.central.reports.worker import Worker
 
     config = _config(ctx)
     logging.basicConfig(
         level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("secl").setLevel(config.log_level.upper())
     try:
-        app = create_app(config)
+        services = open_services(config)  # the worker serves no HTTP: the services without Flask
     except NotSetUp as exc:
         raise click.ClickException(str(exc)) from None
-    app.extensions["secl.db"].start_checkpointer()  # SQLite: commits do not wait on checkpoints
+    services.database.start_checkpointer()  # SQLite: commits do not wait on checkpoints
     runner = Worker(
-        app, name=name, batch_size=batch_size, poll_interval=poll_interval, refresh=not no_refresh,
-        refresh_margin=timedelta(seconds=refresh_margin), concurrency=concurrency,
-    )  # fmt: skip
+        services,
+        name=name,
+        batch_size=batch_size,
+        poll_interval=poll_interval,
+        refresh=not no_refresh,
+        refresh_margin=timedelta(seconds=refresh_margin),
+        concurrency=concurrency,
+    )
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: runner.stop())
     try:
@@ -253,7 +306,7 @@ def worker(  # noqa: PLR0917  (one parameter per click option)
         else:
             runner.run()
     finally:
-        app.extensions["secl.db"].dispose()
+        services.database.dispose()
 
 
 def main() -> None:
@@ -261,4 +314,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -74,9 +74,13 @@ def load_config(
 ) -> CentralConfig:
     """Build the configuration; a missing default file is fine, a missing named file is an error."""
     return load_settings(
-        CentralConfig(), default_path=DEFAULT_CONFIG_PATH, env_prefix=ENV_PREFIX,
-        path=path, environ=environ, overrides=overrides,
-    )  # fmt: skip
+        CentralConfig(),
+        default_path=DEFAULT_CONFIG_PATH,
+        env_prefix=ENV_PREFIX,
+        path=path,
+        environ=environ,
+        overrides=overrides,
+    )
 
 
 __all__ = ["CentralConfig", "ConfigError", "load_config"]

@@ -1,11 +1,14 @@
-"""Declaring an endpoint: its route, the permission it needs, and the shapes of what goes in and out.
+"""Declaring an endpoint: its route, the permission it needs, and the shapes of what goes in and out; and
+what a view reaches while it runs: the caller, the service context and the request's database session.
 
 One decorator does what every view would otherwise repeat: authorization first (so an unauthenticated
 caller learns nothing, not even whether a body was valid), then JSON body and query validation with
 pydantic, then rendering of the result. The same declaration feeds the OpenAPI document
 (:mod:`secl.central.openapi`) and the test that walks every route to prove it rejects bad tokens.
 
-``permission`` has no default: a route is public only if it says ``permission=PUBLIC``.
+``permission`` has no default: a route is public only if it says ``permission=PUBLIC``. Several blueprints
+may share one API's URL prefix (``/hvs/v2`` has one per area); the OpenAPI tag is the API's name, taken from
+the prefix, so the document groups operations by API whichever blueprint declares them.
 """
 
 from __future__ import annotations
@@ -17,11 +20,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Blueprint, Response, g, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from pydantic import BaseModel, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
+from secl.central import audit
 from secl.central.auth import Principal, authenticate
-from secl.central.errors import Forbidden, UnsupportedMediaType, ValidationFailed
+from secl.central.cms.enrollment import principal_for
+from secl.central.context import CentralServices, services_of
+from secl.central.errors import Forbidden, Invalid, UnsupportedMediaType
+from sqlalchemy.orm import Session
 
 
 class _Public:
@@ -75,7 +82,16 @@ def endpoint(
     if not isinstance(permission, str | _Public | _Authenticated):
         raise TypeError("permission must be a 'service:resource:action' string, AUTHENTICATED or PUBLIC")
     spec = EndpointSpec(
-        rule, method.upper(), permission, summary, body, query, response, status, bp.name, other_authorization
+        rule,
+        method.upper(),
+        permission,
+        summary,
+        body,
+        query,
+        response,
+        status,
+        _api(bp),
+        other_authorization,
     )
     adapter = TypeAdapter(response) if response is not None else None
 
@@ -83,7 +99,7 @@ def endpoint(
         @functools.wraps(fn)
         def view(**path_args: Any) -> Any:
             if isinstance(spec.permission, _Authenticated):
-                g.principal = authenticate(request.headers.get("Authorization"))
+                g.principal = _authenticate()
             elif isinstance(spec.permission, str):
                 g.principal = _authorize(spec.permission)
             for name, value in path_args.items():
@@ -103,12 +119,63 @@ def endpoint(
     return decorate
 
 
+def _api(bp: Blueprint) -> str:
+    """The API a blueprint serves, named by its URL prefix: ``/hvs/v2`` is ``hvs``."""
+    return (bp.url_prefix or "").strip("/").split("/")[0] or bp.name
+
+
 def current_principal() -> Principal:
-    return g.principal
+    principal: Principal = g.principal
+    return principal
+
+
+def services() -> CentralServices:
+    """The service context of the application serving this request."""
+    return services_of(current_app)
+
+
+def db() -> Session:
+    """The request's session, opened on first use and closed when the request ends."""
+    if "db_session" not in g:
+        g.db_session = services().database.sessions()
+    session: Session = g.db_session
+    return session
+
+
+def close_request_session(_exc: BaseException | None) -> None:
+    session = g.pop("db_session", None)
+    if session is not None:
+        session.close()
+
+
+def _note_caller_address() -> None:
+    g.caller_address = audit.caller_address.set(request.remote_addr or "")
+
+
+def _forget_caller_address(_exc: BaseException | None) -> None:
+    noted = g.pop("caller_address", None)
+    if noted is not None:
+        audit.caller_address.reset(noted)
+
+
+def register_request_state(app: Flask) -> None:
+    """Per request: the caller's address for the audit log (before any blueprint's own hooks), and the
+    database session, closed when the request ends."""
+    app.before_request(_note_caller_address)
+    app.teardown_request(_forget_caller_address)
+    app.teardown_appcontext(close_request_session)
+
+
+def _authenticate() -> Principal:
+    return authenticate(request.headers.get("Authorization"), services().tokens, _enrolled_host)
+
+
+def _enrolled_host(token: str) -> Principal:
+    return principal_for(db(), token)
 
 
 def _authorize(permission: str) -> Principal:
-    principal = authenticate(request.headers.get("Authorization"))
+    principal = _authenticate()
     if not principal.allows(permission):
         raise Forbidden(f"this operation needs the permission {permission}", code="permission-denied")
     return principal
@@ -119,7 +186,7 @@ def _parse_body(model: type[BaseModel]) -> BaseModel:
         raise UnsupportedMediaType("the request body must be JSON (Content-Type: application/json)")
     raw = request.get_json(silent=True)
     if raw is None:
-        raise ValidationFailed("the request body is not valid JSON", code="invalid-json")
+        raise Invalid("the request body is not valid JSON", code="invalid-json")
     _refuse_nul(raw, "body")
     return _validate(model, raw, "body")
 
@@ -137,7 +204,7 @@ def _parse_query(model: type[BaseModel]) -> BaseModel:
     if repeated:
         # Silently taking the first of several values would let a proxy and the app disagree on a filter.
         # A list field (?tag=a&tag=b) takes every value.
-        raise ValidationFailed(f"invalid query: {repeated[0]} is given more than once")
+        raise Invalid(f"invalid query: {repeated[0]} is given more than once")
     values = {key: values if key in lists else values[0] for key, values in raw.items()}
     _refuse_nul(values, "query")
     return _validate(model, values, "query")
@@ -148,7 +215,7 @@ def _refuse_nul(value: Any, where: str) -> None:
     the two backends must answer alike (a 400, not a 500 on one and a 200 on the other)."""
     if isinstance(value, str):
         if "\x00" in value:
-            raise ValidationFailed(f"invalid {where}: NUL characters are not allowed")
+            raise Invalid(f"invalid {where}: NUL characters are not allowed")
     elif isinstance(value, dict):
         for key, item in value.items():
             _refuse_nul(key, where)
@@ -167,9 +234,7 @@ def _validate(model: type[BaseModel], raw: Any, where: str) -> BaseModel:
             for err in exc.errors()
         ]
         first = problems[0]
-        raise ValidationFailed(
-            f"invalid {where}: {first['field']}: {first['problem']}", details=problems
-        ) from None
+        raise Invalid(f"invalid {where}: {first['field']}: {first['problem']}", details=problems) from None
 
 
 def _render(result: Any, adapter: TypeAdapter | None, status: int) -> Any:

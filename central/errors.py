@@ -1,8 +1,11 @@
-"""The central's one error path: every failure becomes a JSON body with a stable code and a message.
+"""The central's errors: one domain family the services raise, and the one place that answers them in HTTP.
 
-Views raise :class:`APIError` subclasses (or let werkzeug's HTTP exceptions through); they never build
-error responses themselves. Anything else that escapes is logged with its traceback and answered with a
-generic 500 that leaks nothing.
+Services raise :class:`ServiceError` subclasses, which carry a stable ``code`` (part of the API), a message
+and optional details, and know nothing of HTTP: the worker and the CLI call the same services outside any
+request. :func:`register_error_handlers` is the one place where an error becomes a status code and a JSON
+body ``{"code", "message", "details"?}``; views never build error responses. werkzeug's own HTTP errors
+(an unknown URL, a wrong method, a body too large) get the same body. Anything else that escapes is logged
+with its traceback and answered with a generic 500 that leaks nothing.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from secl.core.errors import EvidenceError
 log = logging.getLogger("secl.central")
 
 
-class APIError(Exception):
-    status = 400
+class ServiceError(Exception):
+    """A refusal the caller can act on; ``code`` names it for programs, ``message`` for people."""
+
     code = "bad-request"
 
     def __init__(self, message: str, *, code: str | None = None, details: Any = None) -> None:
@@ -30,32 +34,63 @@ class APIError(Exception):
         self.details = details
 
 
-class ValidationFailed(APIError):
-    status, code = 400, "validation-failed"
+class Invalid(ServiceError):
+    """The input breaks a rule of the API (a malformed field, an unknown name)."""
+
+    code = "validation-failed"
 
 
-class Unauthorized(APIError):
-    status, code = 401, "unauthorized"
+class Unauthorized(ServiceError):
+    """The caller did not prove who it is (no token, an expired token, a wrong password)."""
+
+    code = "unauthorized"
 
 
-class Forbidden(APIError):
-    status, code = 403, "forbidden"
+class Forbidden(ServiceError):
+    """The caller is known but may not do this."""
+
+    code = "forbidden"
 
 
-class NotFound(APIError):
-    status, code = 404, "not-found"
+class NotFound(ServiceError):
+    code = "not-found"
 
 
-class Conflict(APIError):
-    status, code = 409, "conflict"
+class Conflict(ServiceError):
+    """The request is well formed but the state of things refuses it (a duplicate, evidence that fails)."""
+
+    code = "conflict"
 
 
-class UnsupportedMediaType(APIError):
-    status, code = 415, "unsupported-media-type"
+class UnsupportedMediaType(ServiceError):
+    code = "unsupported-media-type"
 
 
-class Locked(APIError):
-    status, code = 423, "account-locked"
+class Locked(ServiceError):
+    """The account is locked after repeated failed logins."""
+
+    code = "account-locked"
+
+
+#: The HTTP status of each kind of error; a subclass answers with its nearest listed ancestor's.
+HTTP_STATUS: dict[type[ServiceError], int] = {
+    ServiceError: 400,
+    Invalid: 400,
+    Unauthorized: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    UnsupportedMediaType: 415,
+    Locked: 423,
+}
+
+
+def http_status(error: ServiceError) -> int:
+    for kind in type(error).__mro__:
+        status = HTTP_STATUS.get(kind)
+        if status is not None:
+            return status
+    return 400  # unreachable: ServiceError itself is listed
 
 
 def error_body(status: int, code: str, message: str, details: Any = None) -> Response:
@@ -72,10 +107,11 @@ def _http_code(exc: HTTPException) -> str:
 
 
 def register_error_handlers(app: Flask) -> None:
-    @app.errorhandler(APIError)
-    def _api_error(exc: APIError) -> Response:
-        response = error_body(exc.status, exc.code, exc.message, exc.details)
-        if exc.status == 401:
+    @app.errorhandler(ServiceError)
+    def _service_error(exc: ServiceError) -> Response:
+        status = http_status(exc)
+        response = error_body(status, exc.code, exc.message, exc.details)
+        if status == 401:
             response.headers["WWW-Authenticate"] = 'Bearer realm="secl"'
         return response
 
@@ -86,8 +122,9 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
         response = error_body(exc.code or 500, _http_code(exc), exc.description or exc.name)
-        if exc.code == 405 and exc.valid_methods:  # type: ignore[attr-defined]
-            response.headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
+        valid_methods = getattr(exc, "valid_methods", None)  # only MethodNotAllowed has them
+        if exc.code == 405 and valid_methods:
+            response.headers["Allow"] = ", ".join(valid_methods)
         return response
 
     @app.errorhandler(Exception)

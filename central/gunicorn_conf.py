@@ -19,6 +19,7 @@ import ssl
 from typing import Any
 
 from secl.central.config import load_config
+from secl.central.context import services_of
 from secl.central.keyfiles import KeyFiles
 
 _config = load_config()
@@ -55,7 +56,7 @@ control_socket_disable = True
 def post_worker_init(worker: Any) -> None:
     # Each forked worker checkpoints the SQLite log from its own thread (no-op on PostgreSQL), so a request
     # never waits for a checkpoint's fsyncs; threads do not survive the fork from the preloading arbiter.
-    worker.wsgi.extensions["secl.db"].start_checkpointer()
+    services_of(worker.wsgi).database.start_checkpointer()
 
 
 def ssl_context(conf: Any, default_ssl_context_factory: Any) -> ssl.SSLContext:

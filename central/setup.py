@@ -1,5 +1,6 @@
 """``secl-central setup``: create, once, every key and certificate the central needs, and the database.
 
+This is the bootstrap command only; the running central reads what it made through :mod:`secl.central.keys`.
 Idempotent: what exists is loaded and checked, never replaced (replacing the root CA would orphan every
 enrolled host); only what is missing is created. Directories are 0700 and key files 0600, created with
 those modes (no window in which they are readable), and owned by the service user when one is given.
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +22,9 @@ from secl.central.aas import service as aas_service
 from secl.central.aas.tokens import generate_signing_key
 from secl.central.cms import pki
 from secl.central.config import CentralConfig
-from secl.central.hvs.templatestore import ensure_default_templates
+from secl.central.flavortemplates.service import ensure_default_templates
 from secl.central.keyfiles import KeyFiles
+from secl.central.keys import load_issuer
 from secl.central.store.db import Database
 from secl.central.store.migrate import upgrade
 
@@ -55,7 +58,7 @@ def _chown(path: Path, owner: str | None) -> None:
         shutil.chown(path, user=owner, group=None)
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+def _key_pem(key: pki.CertificateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
@@ -63,14 +66,6 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 def _cert_pem(*certs: x509.Certificate) -> bytes:
     return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
-
-
-def load_issuer(cert_path: Path, key_path: Path) -> pki.Issuer:
-    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-    key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.public_key() != cert.public_key():
-        raise ValueError(f"{key_path} does not hold the key of {cert_path}")
-    return pki.Issuer(cert, key)
 
 
 class _Setup:
@@ -86,13 +81,13 @@ class _Setup:
             os.chmod(directory, 0o700)
             _chown(directory, self.owner)
 
-    def issuer(self, cert: Path, key: Path, make: callable) -> pki.Issuer:  # type: ignore[valid-type]
+    def issuer(self, cert: Path, key: Path, make: Callable[[], pki.Issuer]) -> pki.Issuer:
         if cert.exists() and key.exists():
             return load_issuer(cert, key)
         if cert.exists() or key.exists():
             raise FileExistsError(f"only one of {cert} and {key} exists; restore the other or remove both")
-        issuer: pki.Issuer = make()
-        write_private(key, _key_pem(issuer.key), self.owner)  # type: ignore[arg-type]
+        issuer = make()
+        write_private(key, _key_pem(issuer.key), self.owner)
         write_public(cert, self._chain(issuer), self.owner)
         self.created += [str(key), str(cert)]
         return issuer
@@ -154,10 +149,16 @@ def run_setup(config: CentralConfig, *, owner: str | None = None) -> SetupResult
         lambda: pki.create_tls_certificate(root, hostnames, config.certificate_days),
     )
     setup.token_key()
-    setup.issuer(files.flavor_signing_cert, files.flavor_signing_key,
-                 lambda: pki.create_signing_certificate(root, "secl Flavor Signing", ec.SECP384R1()))  # fmt: skip
-    setup.issuer(files.report_signing_cert, files.report_signing_key,
-                 lambda: pki.create_signing_certificate(root, "secl Report Signing", ec.SECP256R1()))  # fmt: skip
+    setup.issuer(
+        files.flavor_signing_cert,
+        files.flavor_signing_key,
+        lambda: pki.create_signing_certificate(root, "secl Flavor Signing", ec.SECP384R1()),
+    )
+    setup.issuer(
+        files.report_signing_cert,
+        files.report_signing_key,
+        lambda: pki.create_signing_certificate(root, "secl Report Signing", ec.SECP256R1()),
+    )
     setup.issuer(
         files.privacy_ca_cert, files.privacy_ca_key, lambda: pki.create_sub_ca(root, "secl Privacy CA")
     )

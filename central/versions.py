@@ -24,7 +24,8 @@ def add_version_route(bp: Blueprint, service: str, api: str) -> None:
 
 
 def area_blueprint(name: str, prefix: str, api: str) -> Blueprint:
-    """A blueprint for an API area that so far only answers its version."""
+    """A blueprint that only answers an API's version: for an API whose areas have blueprints of their own
+    (``/hvs/v2``), or one still to come (``/kbs/v1``, ``/wls/v2``)."""
     bp = Blueprint(name, __name__ + "." + name, url_prefix=prefix)
     add_version_route(bp, name.upper(), api)
     return bp

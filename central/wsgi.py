@@ -7,6 +7,7 @@ and says why in one line instead of a traceback.
 """
 
 from secl.central import ConfigError, NotSetUp, create_app
+from secl.central.context import services_of
 from sqlalchemy.exc import OperationalError
 
 try:
@@ -17,4 +18,4 @@ except OperationalError as exc:
     raise SystemExit(f"secl-central: cannot open the database: {exc.orig}") from None
 # The schema check opened a pooled connection; workers are forked from this process and must not share
 # it. Each worker opens its own on first use.
-app.extensions["secl.db"].dispose()
+services_of(app).database.dispose()

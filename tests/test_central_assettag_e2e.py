@@ -33,12 +33,14 @@ from click.testing import CliRunner, Result
 from cryptography import x509
 from flask import Flask
 from secl.central import create_app
-from secl.central.hvs import tagstore, verifier
-from secl.central.hvs.agentclient import AgentClient, QuoteResponse
-from secl.central.hvs.worker import Worker
+from secl.central.context import services_of
+from secl.central.evidence import verify as verifier
+from secl.central.evidence.agentclient import AgentClient, QuoteResponse
 from secl.central.keyfiles import KeyFiles
+from secl.central.reports.worker import Worker
 from secl.central.store.hvs_flavor_models import Host
 from secl.central.store.hvs_report_models import Report
+from secl.central.tags import store as tagstore
 
 from secl.cli.main import cli
 from secl.core.assettag import ASSET_TAG_NV_INDEX, TagSelection
@@ -129,7 +131,7 @@ def _manifest_tag(app: Flask, report_id: str) -> bytes | None:
 
 def _work_once(app: Flask) -> dict[str, Any]:
     with app.app_context():
-        (outcome,) = Worker(app, name="test", refresh=False).run_once()
+        (outcome,) = Worker(services_of(app), name="test", refresh=False).run_once()
     assert outcome.status == "done", outcome
     return outcome.result
 
@@ -274,7 +276,7 @@ def test_expired_certificate_and_another_hosts_certificate(
     start = datetime.now(UTC).replace(microsecond=0)
     end = start + timedelta(seconds=8)
     with inproc_app.app_context(), inproc_app.extensions["secl.db"].sessions() as session:
-        record = tagstore.issue(session, inproc_app, hardware_uuid=HARDWARE_UUID, actor="test",
+        record = tagstore.issue(session, services_of(inproc_app).keys.tag_ca, hardware_uuid=HARDWARE_UUID, actor="test",
                                 selection=TagSelection.of(TAGS), not_before=start, not_after=end)  # fmt: skip
         session.commit()
         short_id, digest = record.id, bytes.fromhex(record.sha384)
@@ -320,11 +322,12 @@ def test_a_tag_digest_the_quote_does_not_bind_is_refused(
     assert deployed.status_code == 200 and deployed.json()["trusted"] is True, deployed.text
     keys = KeyFiles(central_state.config.keys_dir)
     other = hashlib.sha384(b"the certificate of a host in another country").digest()
+    services = services_of(inproc_app)
     with inproc_app.app_context(), inproc_app.extensions["secl.db"].sessions() as session:
         host = session.get(Host, host_id)
         genuine = verifier.collect_evidence(
             session,
-            inproc_app,
+            services,
             host,
             client=TagLiar(golden.connection_string, keys, bytes.fromhex(cert["sha384"])),
         )
@@ -333,6 +336,6 @@ def test_a_tag_digest_the_quote_does_not_bind_is_refused(
         for reported in (other, None):
             with pytest.raises(verifier.EvidenceInvalid) as refused:
                 verifier.collect_evidence(
-                    session, inproc_app, host, client=TagLiar(golden.connection_string, keys, reported)
+                    session, services, host, client=TagLiar(golden.connection_string, keys, reported)
                 )
             assert refused.value.details == {"fault": "quote-nonce-mismatch"}, refused.value.message

@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from secl.central.hvs import tagstore
-from secl.central.hvs.agentclient import AgentBadResponse, decode_quote_response
+from secl.central.context import services_of
+from secl.central.evidence.agentclient import AgentBadResponse, decode_quote_response
 from secl.central.keyfiles import KeyFiles
 from secl.central.store.hvs_tag_models import TagCertificateRecord
+from secl.central.tags import store as tagstore
 
 from secl.core.assettag import TagSelection, parse_tag_certificate
 from tests.central_fixtures import CentralState
@@ -176,9 +177,9 @@ def test_deploy_refuses_expired_unknown_host_and_wrong_host(
     now = datetime.now(UTC).replace(microsecond=0)
     with central_app.app_context(), central_app.extensions["secl.db"].sessions() as session:
         selection = TagSelection.of({"country": "DE"})
-        expired = tagstore.issue(session, central_app, hardware_uuid=HOST, selection=selection, actor="test",
+        expired = tagstore.issue(session, services_of(central_app).keys.tag_ca, hardware_uuid=HOST, selection=selection, actor="test",
                                  not_before=now - timedelta(minutes=4), not_after=now - timedelta(minutes=1))  # fmt: skip
-        future = tagstore.issue(session, central_app, hardware_uuid=HOST, selection=selection, actor="test",
+        future = tagstore.issue(session, services_of(central_app).keys.tag_ca, hardware_uuid=HOST, selection=selection, actor="test",
                                 not_before=now + timedelta(days=1), not_after=now + timedelta(days=2))  # fmt: skip
         session.commit()
         expired_id, future_id = expired.id, future.id

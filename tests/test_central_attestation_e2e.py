@@ -37,10 +37,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 from flask import Flask
 from secl.central import create_app
-from secl.central.hvs import verifier
-from secl.central.hvs.agentclient import AgentClient, QuoteResponse
+from secl.central.context import services_of
+from secl.central.evidence import verify as verifier
+from secl.central.evidence.agentclient import AgentClient, QuoteResponse
 from secl.central.keyfiles import KeyFiles
-from secl.central.setup import load_issuer
+from secl.central.keys import load_issuer
+from secl.central.reports.judge import judge
 from secl.central.store.hvs_flavor_models import Host, StoredFlavor
 from secl.central.store.hvs_report_models import HostManifestRecord, Report
 
@@ -257,9 +259,9 @@ def test_a_compromised_agent_is_refused_with_named_faults(
             with inproc_app.extensions["secl.db"].sessions() as session:
                 host = session.get(Host, host_id)
                 if alter == "replay":  # the first quote is genuine, the second replays it
-                    verifier.collect_evidence(session, inproc_app, host, client=client)
+                    verifier.collect_evidence(session, services_of(inproc_app), host, client=client)
                 with pytest.raises(verifier.EvidenceInvalid) as refused:
-                    verifier.collect_evidence(session, inproc_app, host, client=client)
+                    verifier.collect_evidence(session, services_of(inproc_app), host, client=client)
                 assert refused.value.details == {"fault": fault}, (alter, refused.value.message)
         with inproc_app.extensions["secl.db"].sessions() as session:
             host = session.get(Host, host_id)
@@ -287,10 +289,10 @@ def test_an_aik_not_issued_by_our_privacy_ca_fails_aik_certificate_trusted(
         # The real AIK (so the quote verifies), certified by someone else's CA.
         forged = _certificate("AIK", aik_key, x509.load_pem_x509_certificate(rogue.encode()), rogue_key)
         client = AlteredAgent(golden.connection_string, keys, "other-aik", forged)
-        evidence = verifier.collect_evidence(session, inproc_app, host, client=client)
+        evidence = verifier.collect_evidence(session, services_of(inproc_app), host, client=client)
         now = datetime.now(UTC)
-        assert not verifier.aik_trusted(inproc_app, evidence, now)
-        verdict = verifier.judge(session, inproc_app, host, evidence, now)
+        assert not verifier.aik_trusted(services_of(inproc_app), evidence, now)
+        verdict = judge(session, services_of(inproc_app), host, evidence, now)
         assert verdict.trusted is False
         faults = [f["fault_name"].rsplit(".", 1)[-1] for r in verdict.trust_report["results"]
                   for f in r.get("faults") or []]  # fmt: skip

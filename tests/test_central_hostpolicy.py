@@ -10,7 +10,8 @@ from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
-from secl.central.hvs.hostpolicy import load_host_policies, load_host_policy
+from secl.central.context import services_of
+from secl.central.reports.hostpolicy import load_host_policies, load_host_policy
 from secl.central.store.hvs_flavor_models import Host
 from secl.central.store.hvs_tag_models import TagCertificateRecord
 
@@ -65,18 +66,19 @@ def test_a_hosts_groups_flavors_and_own_flavors(
     assert host.status_code == 201, host.get_json()
     host_id = host.get_json()["id"]
 
+    services = services_of(central_app)
     with central_app.app_context(), central_app.extensions["secl.db"].sessions() as session:
         row = session.get(Host, host_id)
         assert row is not None
         # Before the verifier has read the host's SMBIOS UUID, it has no own flavors.
-        policy = load_host_policy(session, central_app, row)
+        policy = load_host_policy(session, services, row)
         by_name = {g.name: [f.id for f in g.flavors] for g in policy.groups}
         assert [g.name for g in policy.groups] == ["aaa-empty", "automatic", "zzz-os"]
         assert by_name == {"aaa-empty": [], "automatic": [old_platform, new_platform], "zzz-os": [os_flavor]}
 
         row.hardware_uuid = HOST_A.upper()  # as an agent may report it; flavors keep it in lower case
         session.commit()
-        policy = load_host_policy(session, central_app, row)
+        policy = load_host_policy(session, services, row)
         groups = {g.name: g for g in policy.groups}
         # The automatic group asks for HOST_UNIQUE: the host's own flavor follows the group's, not host B's.
         assert [f.id for f in groups["automatic"].flavors] == [old_platform, new_platform, own]
@@ -98,6 +100,7 @@ def test_revoked_tag_certificates_come_with_an_asset_tag_flavor(
                        headers=headers)  # fmt: skip
     assert host.status_code == 201, host.get_json()
     revoked = "ab" * 48
+    services = services_of(central_app)
     with central_app.app_context(), central_app.extensions["secl.db"].sessions() as session:
         row = session.get(Host, host.get_json()["id"])
         assert row is not None
@@ -105,12 +108,13 @@ def test_revoked_tag_certificates_come_with_an_asset_tag_flavor(
         session.add(_revoked_certificate(revoked))
         session.commit()
         # No ASSET_TAG flavor to check: the revocations are not read.
-        assert load_host_policy(session, central_app, row).revoked_tag_certificates == frozenset()
+        assert load_host_policy(session, services, row).revoked_tag_certificates == frozenset()
     _upload(client, headers, _flavor("ASSET_TAG", "tag-a", HOST_A), groups=["automatic"])
+    services = services_of(central_app)
     with central_app.app_context(), central_app.extensions["secl.db"].sessions() as session:
         row = session.get(Host, host.get_json()["id"])
         assert row is not None
-        policy = load_host_policy(session, central_app, row)
+        policy = load_host_policy(session, services, row)
         assert policy.revoked_tag_certificates == frozenset({bytes.fromhex(revoked)})
         automatic = next(g for g in policy.groups if g.name == "automatic")
         assert [f.flavor_part for f in automatic.flavors] == ["ASSET_TAG"]
@@ -142,12 +146,13 @@ def test_a_batch_of_hosts_reads_each_hosts_own_policy_in_one_statement(
                                                  "flavorgroup_names": groups}, headers=headers)  # fmt: skip
         assert made.status_code == 201, made.get_json()
         ids[name] = made.get_json()["id"]
+    services = services_of(central_app)
     with central_app.app_context(), central_app.extensions["secl.db"].sessions() as session:
         hosts = {name: session.get(Host, host_id) for name, host_id in ids.items()}
         hosts["a"].hardware_uuid, hosts["b"].hardware_uuid = HOST_A, HOST_B.upper()  # type: ignore[union-attr]
         session.commit()
-        batch = load_host_policies(session, central_app, list(hosts.values()))  # type: ignore[arg-type]
-        alone = {name: load_host_policy(session, central_app, host) for name, host in hosts.items()}  # type: ignore[arg-type]
+        batch = load_host_policies(session, services, list(hosts.values()))  # type: ignore[arg-type]
+        alone = {name: load_host_policy(session, services, host) for name, host in hosts.items()}  # type: ignore[arg-type]
     assert set(batch) == set(ids.values())
     for name, host_id in ids.items():
         assert batch[host_id] == alone[name], name

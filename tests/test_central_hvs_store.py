@@ -15,8 +15,9 @@ from cryptography import x509
 from flask import Flask
 from flask.testing import FlaskClient
 from secl.central import create_app
-from secl.central.hvs.flavorstore import FlavorSignatureInvalid, flavor_signer, load_verified_flavors
-from secl.central.hvs.templatestore import ensure_default_templates
+from secl.central.context import services_of
+from secl.central.flavors.store import FlavorSignatureInvalid, load_verified_flavors
+from secl.central.flavortemplates.service import ensure_default_templates
 from secl.central.keyfiles import KeyFiles
 from secl.central.store.hvs_flavor_models import Host, StoredFlavor
 from sqlalchemy import update
@@ -369,11 +370,12 @@ def test_tampered_flavor_is_refused_everywhere(
         "FLAVOR SIGNATURE INVALID" in r.getMessage() and victim in r.getMessage() for r in caplog.records
     )
     _error(client.get(f"{HVS}/flavors", headers=headers), 409, "flavor-signature-invalid")
+    services = services_of(central_app)
     with central_app.app_context(), central_app.extensions["secl.db"].sessions() as session:
         with pytest.raises(FlavorSignatureInvalid):
-            load_verified_flavors(session, central_app)
+            load_verified_flavors(session, services)
         intact = [f["flavor"]["meta"]["id"] for f in stored[1:]]
-        assert [s.flavor.id for s in load_verified_flavors(session, central_app, flavor_ids=intact)] == intact
+        assert [s.flavor.id for s in load_verified_flavors(session, services, flavor_ids=intact)] == intact
         # Unparseable JSON is refused the same way.
         session.execute(update(StoredFlavor).where(StoredFlavor.id == intact[0]).values(document="{"))
         session.commit()
@@ -521,7 +523,7 @@ def test_flavor_template_crud_and_validation(client: FlaskClient, headers: dict[
 
 
 def test_flavor_signer_is_the_setup_key(central_app: Flask, central_state: CentralState):
-    signer = flavor_signer(central_app)
+    signer = services_of(central_app).keys.flavor_signer
     assert signer.certificate == _signing_cert(central_state)
-    assert flavor_signer(central_app) is signer
+    assert services_of(central_app).keys.flavor_signer is signer
     assert signer.chain[-1].subject == signer.chain[-1].issuer  # ends at the root CA

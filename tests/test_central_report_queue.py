@@ -35,10 +35,11 @@ from cryptography import x509
 from flask import Flask
 from flask.testing import FlaskClient
 from secl.central import create_app
-from secl.central.hvs import jobs
-from secl.central.hvs.jobs import ClaimedJob
-from secl.central.hvs.worker import JobFailed, Worker
+from secl.central.context import services_of
 from secl.central.keyfiles import KeyFiles
+from secl.central.reports import jobs
+from secl.central.reports.jobs import ClaimedJob, JobFailed
+from secl.central.reports.worker import Worker
 from secl.central.store.db import Database
 from secl.central.store.hvs_flavor_models import Host
 from secl.central.store.hvs_job_models import ReportJob
@@ -108,7 +109,7 @@ def test_two_workers_process_each_job_exactly_once(apps: tuple[Flask, Flask]) ->
 
     def drain(app: Flask, name: str) -> None:
         try:
-            worker = Worker(app, name=name, process=fake(name), batch_size=3, refresh=False)
+            worker = Worker(services_of(app), name=name, process=fake(name), batch_size=3, refresh=False)
             while worker.run_once():
                 pass
         except BaseException as exc:  # reported by the main thread
@@ -232,7 +233,7 @@ def test_worker_renews_the_rest_of_its_batch_before_each_job(apps: tuple[Flask, 
         return {}
 
     Worker(
-        app, name="w", process=process, batch_size=2, refresh=False, lease=timedelta(seconds=30)
+        services_of(app), name="w", process=process, batch_size=2, refresh=False, lease=timedelta(seconds=30)
     ).run_once()
     assert len(leases) == 2 and leases[1] > leases[0]  # the second job's lease was extended before it ran
 
@@ -253,7 +254,7 @@ def test_worker_runs_a_batch_concurrently_and_stop_releases_what_never_started(
         worker.stop()  # SIGTERM during the first wave: the jobs not started go back to the queue
         return {"lane": threading.current_thread().name}
 
-    worker = Worker(app, name="w", process=process, batch_size=5, concurrency=3, refresh=False)
+    worker = Worker(services_of(app), name="w", process=process, batch_size=5, concurrency=3, refresh=False)
     outcomes = worker.run_once()
     assert [o.status for o in outcomes] == ["done"] * 3
     assert len({o.result["lane"] for o in outcomes}) == 3  # three threads
@@ -294,7 +295,7 @@ def test_worker_records_failures_and_stop_releases_the_batch(apps: tuple[Flask, 
         worker.stop()  # SIGTERM arrives during the first job: it finishes, the others go back
         raise JobFailed("evidence-invalid", "bad quote", retryable=False)
 
-    worker = Worker(app, name="w", process=process, batch_size=3, refresh=False)
+    worker = Worker(services_of(app), name="w", process=process, batch_size=3, refresh=False)
     outcomes = worker.run_once()
     (outcome,) = outcomes
     assert (outcome.status, outcome.error_code) == ("failed", "evidence-invalid")
@@ -310,7 +311,7 @@ def test_default_process_marks_an_unreachable_host_for_retry(apps: tuple[Flask, 
     (host_id,) = _add_hosts(app, 1)
     with _database(app).sessions() as session:
         jobs.enqueue(session, [host_id], actor="test")
-    (outcome,) = Worker(app, name="w", refresh=False).run_once()
+    (outcome,) = Worker(services_of(app), name="w", refresh=False).run_once()
     assert (outcome.status, outcome.error_code) == ("queued", "agent-unreachable")
     with _database(app).sessions() as session:
         assert session.get(Host, host_id).status == "unreachable"
@@ -332,7 +333,7 @@ def test_enqueue_one_active_job_per_host_and_refresh(apps: tuple[Flask, Flask]) 
                                flavors_trust={}, host_manifest_digest="0" * 64, evidence_digest="0" * 64,
                                jwt="x", created_by="test"))  # fmt: skip
         session.commit()
-    worker = Worker(app, name="w", process=lambda job: {}, refresh_cooldown=timedelta(0))
+    worker = Worker(services_of(app), name="w", process=lambda job: {}, refresh_cooldown=timedelta(0))
     assert [j.host_id for j in worker.refresh_pass()] == [soon]
     assert worker.refresh_pass() == []  # the host's job is still queued
     worker.refresh_cooldown = timedelta(hours=1)
@@ -452,7 +453,7 @@ def test_queued_attestation_with_a_real_agent_and_reuse(
                json={"host_name": "golden", "connection_string": agent.connection_string}).json()  # fmt: skip
     imported = api(live_central, headers, "POST", "/hvs/v2/flavors/from-host", json={"host_id": host["id"]})
     assert imported.status_code == 201, imported.text
-    worker = Worker(central_app, name="e2e", refresh=False)
+    worker = Worker(services_of(central_app), name="e2e", refresh=False)
     signing_cert = x509.load_pem_x509_certificate(
         KeyFiles(central_state.config.keys_dir).report_signing_cert.read_bytes()
     )
@@ -512,7 +513,7 @@ def test_a_batch_is_judged_together_and_one_refused_host_fails_alone(
     with _database(central_app).sessions() as session:
         queued = jobs.enqueue(session, [first, impostor], actor="test")
     by_host = {job.host_id: job.id for job in queued}
-    worker = Worker(central_app, name="batch", refresh=False, batch_size=5, concurrency=2)
+    worker = Worker(services_of(central_app), name="batch", refresh=False, batch_size=5, concurrency=2)
     outcomes = {o.job_id: o for o in worker.run_once()}
     assert outcomes[by_host[first]].status == "done", outcomes
     assert outcomes[by_host[first]].result["trusted"] is True
@@ -530,7 +531,7 @@ def test_a_batch_whose_commit_fails_is_stored_one_report_at_a_time(
 ) -> None:
     """A report that cannot be stored fails its own job only: the batch's transaction is rolled back and
     every other report stored again on its own."""
-    from secl.central.hvs import worker as worker_module
+    from secl.central.reports import processor as worker_module
 
     headers = admin_headers(live_central, central_state)
     host_id = _golden_host(live_central, headers, golden, "golden")
@@ -549,7 +550,7 @@ def test_a_batch_whose_commit_fails_is_stored_one_report_at_a_time(
     def job(job_id: str) -> ClaimedJob:  # not in the queue: attest() stores reports, the Worker the jobs
         return ClaimedJob(job_id, host_id, "test", 1, 3, "test", "token")
 
-    processor = OneBadReport(central_app, actor="test", reuse=False)
+    processor = OneBadReport(services_of(central_app), actor="test", reuse=False)
     batch = [processor.fetch(job(job_id)) for job_id in ("good-1", "bad", "good-2")]
     with central_app.app_context():
         outcomes = processor.attest(batch)
@@ -568,7 +569,7 @@ def test_a_job_that_breaks_while_judged_fails_alone(
 ) -> None:
     """An unexpected error while one job of a batch is judged (a bug, a database error) fails that job,
     retryably; the transaction starts afresh and the others are judged and stored."""
-    from secl.central.hvs import worker as worker_module
+    from secl.central.reports import processor as worker_module
 
     headers = admin_headers(live_central, central_state)
     host_id = _golden_host(live_central, headers, golden, "golden")
@@ -581,7 +582,7 @@ def test_a_job_that_breaks_while_judged_fails_alone(
             if item.job.id == "bad":
                 session.execute(text("SELECT * FROM no_such_table"))  # aborts a PostgreSQL transaction
 
-    processor = OneBadJudgement(central_app, actor="test", reuse=False)
+    processor = OneBadJudgement(services_of(central_app), actor="test", reuse=False)
     batch = [processor.fetch(ClaimedJob(j, host_id, "test", 1, 3, "test", "t")) for j in ("a", "bad", "b")]
     with central_app.app_context():
         first, bad, second = processor.attest(batch)

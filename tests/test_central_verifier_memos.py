@@ -10,15 +10,18 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from secl.central.hvs import verifier
+from secl.central.context import install, services_of
+from secl.central.memos import EvidenceMemos, Memos
+from secl.central.reports.sign import insert_reports
 from secl.central.store.hvs_flavor_models import Host
 from sqlalchemy.exc import IntegrityError
 
 
-def _memos(app: Flask, hosts: int) -> verifier.EvidenceMemos:
-    app.extensions["secl.config"] = replace(app.extensions["secl.config"], verifier_memo_hosts=hosts)
-    app.extensions.pop(verifier._EVIDENCE_MEMOS, None)
-    return verifier.evidence_memos(app)
+def _memos(app: Flask, hosts: int) -> EvidenceMemos:
+    services = services_of(app)
+    config = replace(services.config, verifier_memo_hosts=hosts)
+    install(app, replace(services, config=config, memos=Memos(config.verifier_memo_hosts)))
+    return services_of(app).memos.evidence
 
 
 def test_memo_size_follows_the_configuration(central_app: Flask) -> None:
@@ -28,7 +31,7 @@ def test_memo_size_follows_the_configuration(central_app: Flask) -> None:
     assert none.manifests.lookup(b"key", b"log") is None  # 0: nothing is kept
 
     two = _memos(central_app, 2)
-    assert verifier.evidence_memos(central_app) is two  # one per application
+    assert services_of(central_app).memos.evidence is two  # one per application
     for n in range(3):
         two.manifests.remember(b"key%d" % n, b"log", built)
     assert two.manifests.lookup(b"key0", b"log") is None  # the oldest went when the third came
@@ -46,7 +49,7 @@ def test_a_remembered_manifest_that_is_gone_is_forgotten(central_app: Flask) -> 
         host = Host(name="h", connection_string="intel:https://h:1443")
         session.add(host)
         session.commit()
-        verifier.stored_manifests(central_app).put(gone, True)
+        services_of(central_app).memos.stored_manifests.put(gone, True)
         values = {
             "id": str(uuid.uuid4()), "host_id": host.id, "trusted": True, "created_at": now,
             "expires_at": now + timedelta(hours=1), "trust_report": {}, "flavors_trust": {},
@@ -54,6 +57,6 @@ def test_a_remembered_manifest_that_is_gone_is_forgotten(central_app: Flask) -> 
             "tags": {},
         }  # fmt: skip
         with pytest.raises(IntegrityError):
-            verifier.insert_reports(session, central_app, [values])
+            insert_reports(session, services_of(central_app).memos, [values])
         session.rollback()
-    assert verifier.stored_manifests(central_app).get(gone) is None
+    assert services_of(central_app).memos.stored_manifests.get(gone) is None

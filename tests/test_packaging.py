@@ -78,7 +78,9 @@ def test_wheel_installs_everything_under_the_secl_namespace(wheel: Path):
         "secl/trustagent/trustagent.example.toml",
     ):
         assert module in names, module
-    assert any(n.startswith("secl/central/hvs/default_templates/") and n.endswith(".json") for n in names)
+    assert any(
+        n.startswith("secl/central/flavortemplates/default_templates/") and n.endswith(".json") for n in names
+    )
     assert not any(n.startswith(("tests/", "bench/")) for n in names)
 
 

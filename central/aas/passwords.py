@@ -30,9 +30,14 @@ def verify_password(password: str, stored: str) -> bool:
             return False
         expected = base64.b64decode(digest)
         computed = hashlib.scrypt(
-            password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r), p=int(p), maxmem=_MAXMEM,
+            password.encode(),
+            salt=base64.b64decode(salt),
+            n=int(n),
+            r=int(r),
+            p=int(p),
+            maxmem=_MAXMEM,
             dklen=len(expected),
-        )  # fmt: skip
+        )
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(computed, expected)

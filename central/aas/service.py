@@ -1,4 +1,4 @@
-"""AAS operations on the store. Views call these; they raise APIError subclasses for the caller's faults."""
+"""AAS operations on the store. Views call these; they raise ServiceError subclasses for the caller's faults."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from datetime import datetime, timedelta
 from secl.central import audit
 from secl.central.aas.passwords import dummy_hash, hash_password, needs_rehash, verify_password
 from secl.central.aas.privileges import Authority, is_administrator, role_permissions
+from secl.central.aas.tokens import TokenService
 from secl.central.auth import Principal
-from secl.central.errors import Conflict, Forbidden, Locked, NotFound, Unauthorized, ValidationFailed
+from secl.central.errors import Conflict, Forbidden, Invalid, Locked, NotFound, Unauthorized
 from secl.central.store.models import AuditEvent, Role, User, utcnow
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -64,6 +65,24 @@ def _count_failure(session: Session, user: User, now: datetime, threshold: int, 
     session.commit()
 
 
+def issue_token(
+    session: Session,
+    tokens: TokenService,
+    username: str,
+    password: str,
+    *,
+    threshold: int,
+    lockout: timedelta,
+) -> tuple[str, datetime]:
+    """A signed JWT for a user whose password checks out, carrying its roles and permissions (audited)."""
+    user = authenticate_user(session, username, password, threshold=threshold, lockout=lockout)
+    roles, permissions = effective_permissions(user)
+    token, expires = tokens.issue(user.username, roles, permissions)
+    audit.record(session, "token.issued", actor=user.username, outcome="success", roles=roles)
+    session.commit()
+    return token, expires
+
+
 def effective_permissions(user: User) -> tuple[list[str], list[str]]:
     roles = sorted(role.name for role in user.roles)
     permissions = sorted({p for role in user.roles for p in role.permissions})
@@ -74,7 +93,7 @@ def roles_by_name(session: Session, names: Sequence[str]) -> list[Role]:
     roles = list(session.scalars(select(Role).where(Role.name.in_(names))))
     missing = sorted(set(names) - {r.name for r in roles})
     if missing:
-        raise ValidationFailed(f"no such role: {', '.join(missing)}", code="unknown-role")
+        raise Invalid(f"no such role: {', '.join(missing)}", code="unknown-role")
     return roles
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
-from flask import Blueprint, current_app
-from secl.central import audit
+from flask import Blueprint
 from secl.central.aas import service
 from secl.central.aas.privileges import Authority
 from secl.central.aas.schemas import (
@@ -23,8 +23,7 @@ from secl.central.aas.schemas import (
     UserRolesUpdate,
     UserSearch,
 )
-from secl.central.endpoints import AUTHENTICATED, PUBLIC, current_principal, endpoint
-from secl.central.store.db import db
+from secl.central.endpoints import AUTHENTICATED, PUBLIC, current_principal, db, endpoint, services
 from secl.central.store.models import Role, User
 from secl.central.versions import add_version_route
 
@@ -32,8 +31,8 @@ bp = Blueprint("aas", __name__, url_prefix="/aas/v1")
 add_version_route(bp, "AAS", "v1")
 
 
-def _lockout() -> dict:
-    config = current_app.extensions["secl.config"]
+def _lockout() -> dict[str, Any]:
+    config = services().config
     return {"threshold": config.lockout_threshold, "lockout": timedelta(seconds=config.lockout_seconds)}
 
 
@@ -61,35 +60,58 @@ def _role_out(role: Role) -> RoleOut:
     )
 
 
-@endpoint(bp, "/token", "POST", permission=PUBLIC, body=TokenRequest, response=TokenResponse,
-          summary="Exchange a username and password for a signed JWT")  # fmt: skip
+@endpoint(
+    bp,
+    "/token",
+    "POST",
+    permission=PUBLIC,
+    body=TokenRequest,
+    response=TokenResponse,
+    summary="Exchange a username and password for a signed JWT",
+)
 def issue_token(body: TokenRequest) -> TokenResponse:
-    session = db()
-    user = service.authenticate_user(session, body.username, body.password, **_lockout())
-    roles, permissions = service.effective_permissions(user)
-    token, expires = current_app.extensions["secl.tokens"].issue(user.username, roles, permissions)
-    audit.record(session, "token.issued", actor=user.username, outcome="success", roles=roles)
-    session.commit()
+    token, expires = service.issue_token(db(), services().tokens, body.username, body.password, **_lockout())
     return TokenResponse(token=token, expires_at=expires)
 
 
-@endpoint(bp, "/password", "POST", permission=AUTHENTICATED, body=PasswordChange,
-          summary="Change the caller's own password (the old one is required)")  # fmt: skip
+@endpoint(
+    bp,
+    "/password",
+    "POST",
+    permission=AUTHENTICATED,
+    body=PasswordChange,
+    summary="Change the caller's own password (the old one is required)",
+)
 def change_own_password(body: PasswordChange) -> None:
     service.change_password(
         db(), current_principal().username, body.old_password, body.new_password, **_lockout()
     )
 
 
-@endpoint(bp, "/users", "POST", permission="AAS:users:create", body=UserCreate, response=UserOut, status=201,
-          summary="Create a user")  # fmt: skip
+@endpoint(
+    bp,
+    "/users",
+    "POST",
+    permission="AAS:users:create",
+    body=UserCreate,
+    response=UserOut,
+    status=201,
+    summary="Create a user",
+)
 def create_user(body: UserCreate) -> UserOut:
     user = service.create_user(db(), body.username, body.password, body.roles, caller=_caller())
     return _user_out(user)
 
 
-@endpoint(bp, "/users", "GET", permission="AAS:users:search", query=UserSearch, response=list[UserOut],
-          summary="List users, optionally by name")  # fmt: skip
+@endpoint(
+    bp,
+    "/users",
+    "GET",
+    permission="AAS:users:search",
+    query=UserSearch,
+    response=list[UserOut],
+    summary="List users, optionally by name",
+)
 def search_users(query: UserSearch) -> list[UserOut]:
     return [_user_out(u) for u in service.search_users(db(), query.name)]
 
@@ -106,27 +128,55 @@ def delete_user(user_id: str) -> None:
     service.delete_user(db(), user_id, caller=_caller())
 
 
-@endpoint(bp, "/users/<user_id>/roles", "PUT", permission="AAS:users:update", body=UserRolesUpdate,
-          response=UserOut, summary="Replace a user's roles")  # fmt: skip
+@endpoint(
+    bp,
+    "/users/<user_id>/roles",
+    "PUT",
+    permission="AAS:users:update",
+    body=UserRolesUpdate,
+    response=UserOut,
+    summary="Replace a user's roles",
+)
 def set_user_roles(user_id: str, body: UserRolesUpdate) -> UserOut:
     return _user_out(service.set_user_roles(db(), user_id, body.roles, caller=_caller()))
 
 
-@endpoint(bp, "/users/<user_id>/password", "PUT", permission="AAS:users:update", body=PasswordReset,
-          summary="Set another user's password (administrators)")  # fmt: skip
+@endpoint(
+    bp,
+    "/users/<user_id>/password",
+    "PUT",
+    permission="AAS:users:update",
+    body=PasswordReset,
+    summary="Set another user's password (administrators)",
+)
 def reset_password(user_id: str, body: PasswordReset) -> None:
     service.reset_password(db(), user_id, body.new_password, caller=_caller())
 
 
-@endpoint(bp, "/roles", "POST", permission="AAS:roles:create", body=RoleCreate, response=RoleOut, status=201,
-          summary="Create a role holding service:resource:action permissions")  # fmt: skip
+@endpoint(
+    bp,
+    "/roles",
+    "POST",
+    permission="AAS:roles:create",
+    body=RoleCreate,
+    response=RoleOut,
+    status=201,
+    summary="Create a role holding service:resource:action permissions",
+)
 def create_role(body: RoleCreate) -> RoleOut:
     role = service.create_role(db(), body.name, body.description, body.permissions, caller=_caller())
     return _role_out(role)
 
 
-@endpoint(bp, "/roles", "GET", permission="AAS:roles:search", query=RoleSearch, response=list[RoleOut],
-          summary="List roles, optionally by name")  # fmt: skip
+@endpoint(
+    bp,
+    "/roles",
+    "GET",
+    permission="AAS:roles:search",
+    query=RoleSearch,
+    response=list[RoleOut],
+    summary="List roles, optionally by name",
+)
 def search_roles(query: RoleSearch) -> list[RoleOut]:
     return [_role_out(r) for r in service.search_roles(db(), query.name)]
 
@@ -143,8 +193,15 @@ def delete_role(role_id: str) -> None:
     service.delete_role(db(), role_id, caller=_caller())
 
 
-@endpoint(bp, "/audit-events", "GET", permission="AAS:audit:search", query=AuditSearch,
-          response=list[AuditEventOut], summary="Search the security audit log, newest first")  # fmt: skip
+@endpoint(
+    bp,
+    "/audit-events",
+    "GET",
+    permission="AAS:audit:search",
+    query=AuditSearch,
+    response=list[AuditEventOut],
+    summary="Search the security audit log, newest first",
+)
 def search_audit(query: AuditSearch) -> list[AuditEventOut]:
     events = service.search_audit(
         db(), action=query.action, actor=query.actor, since=query.since, limit=query.limit

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from secl.central import audit
 from secl.central.auth import Principal
 from secl.central.errors import NotFound, Unauthorized
+from secl.central.store.db import rowcount
 from secl.central.store.models import EnrollmentToken, utcnow
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -105,9 +106,16 @@ def mint(
     session.add(row)
     session.flush()
     audit.record(
-        session, "enrollment-token.created", actor=created_by, outcome="success", target=row.host,
-        token_id=row.id, kinds=row.kinds, max_uses=max_uses, expires_at=row.expires_at.isoformat(),
-    )  # fmt: skip
+        session,
+        "enrollment-token.created",
+        actor=created_by,
+        outcome="success",
+        target=row.host,
+        token_id=row.id,
+        kinds=row.kinds,
+        max_uses=max_uses,
+        expires_at=row.expires_at.isoformat(),
+    )
     session.commit()
     return Minted(value, row)
 
@@ -130,7 +138,7 @@ def claim_use(session: Session, token_id: str) -> bool:
         .values(uses=EnrollmentToken.uses + 1)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    return rowcount(result) == 1
 
 
 def search(session: Session, host: str | None) -> list[EnrollmentToken]:
@@ -146,9 +154,13 @@ def delete(session: Session, token_id: str, *, actor: str) -> None:
         raise NotFound(f"no enrollment token with id {token_id}")
     session.delete(token)
     audit.record(
-        session, "enrollment-token.deleted", actor=actor, outcome="success", target=token.host,
+        session,
+        "enrollment-token.deleted",
+        actor=actor,
+        outcome="success",
+        target=token.host,
         token_id=token.id,
-    )  # fmt: skip
+    )
     session.commit()
 
 

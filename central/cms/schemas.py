@@ -5,16 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 from secl.central.cms.enrollment import DEFAULT_TTL_SECONDS, MAX_TTL_SECONDS, MAX_USES, normalize_host
+from secl.central.schemas import Strict
 
 Kind = Literal["tls", "tls-server", "tls-client"]
 # What an enrollment token may allow: certificate kinds, and "aik" (enroll the host's AIK).
 EnrollmentKind = Literal["tls", "tls-server", "tls-client", "aik"]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class CACertificateOut(BaseModel):
@@ -32,9 +29,13 @@ class CACertificatesOut(BaseModel):
     certificates: list[CACertificateOut]
 
 
+def _host_kinds() -> list[EnrollmentKind]:
+    return ["tls", "aik"]  # what a joining host needs
+
+
 class EnrollmentTokenCreate(Strict):
     host: Annotated[str, Field(min_length=1, max_length=253)]
-    kinds: list[EnrollmentKind] = Field(default_factory=lambda: ["tls", "aik"], min_length=1, max_length=4)
+    kinds: list[EnrollmentKind] = Field(default_factory=_host_kinds, min_length=1, max_length=4)
     ttl_seconds: Annotated[int, Field(ge=1, le=MAX_TTL_SECONDS)] = DEFAULT_TTL_SECONDS
     max_uses: Annotated[int, Field(ge=1, le=MAX_USES)] = 1
 

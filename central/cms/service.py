@@ -1,7 +1,7 @@
 """CMS operations: the CA bundle, CSR signing for enrolled hosts, and the register of issued certificates.
 
 Views call these. CSR signing is authorized by an enrollment token, not a user JWT; every refusal is
-written to the audit log (``enrollment.refused`` with the reason) and raised as an APIError. The token
+written to the audit log (``enrollment.refused`` with the reason) and raised as a ServiceError. The token
 value itself is never logged or stored.
 """
 
@@ -14,27 +14,15 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
-from flask import Flask
 from secl.central import audit
 from secl.central.cms import enrollment, pki
-from secl.central.errors import APIError, Forbidden, Unauthorized, ValidationFailed
-from secl.central.setup import load_issuer
+from secl.central.errors import Forbidden, Invalid, ServiceError, Unauthorized
 from secl.central.store.models import EnrollmentToken, IssuedCertificate
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-_ISSUER = "secl.cms.issuer"
 _EC_CURVES = ("secp256r1", "secp384r1")
 _RSA_BITS = (2048, 8192)
-
-
-def root_issuer(app: Flask) -> pki.Issuer:
-    """The root CA, read from the key files once per application (not per request, not per process)."""
-    issuer = app.extensions.get(_ISSUER)
-    if issuer is None:
-        keys = app.extensions["secl.keys"]
-        issuer = app.extensions[_ISSUER] = load_issuer(keys.root_ca_cert, keys.root_ca_key)
-    return issuer
 
 
 def ca_certificates(issuer: pki.Issuer) -> list[x509.Certificate]:
@@ -46,14 +34,21 @@ def pem(*certs: x509.Certificate) -> str:
     return "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in certs)
 
 
-def _refuse(session: Session, error: APIError, reason: str, token: EnrollmentToken | None = None) -> NoReturn:
+def _refuse(
+    session: Session, error: ServiceError, reason: str, token: EnrollmentToken | None = None
+) -> NoReturn:
     # Read before the rollback, which expires the token (and another instance may have deleted it).
     actor, host = (f"enrollment-token:{token.id}", token.host) if token else ("-", "")
     session.rollback()
     audit.record(
-        session, "enrollment.refused", actor=actor, outcome="failure", target=host, reason=reason,
+        session,
+        "enrollment.refused",
+        actor=actor,
+        outcome="failure",
+        target=host,
+        reason=reason,
         code=error.code,
-    )  # fmt: skip
+    )
     session.commit()
     raise error
 
@@ -61,35 +56,63 @@ def _refuse(session: Session, error: APIError, reason: str, token: EnrollmentTok
 def authenticate_enrollment(session: Session, header: str | None) -> EnrollmentToken:
     """The enrollment token of ``Authorization: Bearer <token>``, if it exists, is current and has uses left."""
     if not header:
-        _refuse(session, Unauthorized(
-            "this operation needs an enrollment token (secl-central create-enrollment-token) as "
-            "'Authorization: Bearer <token>'", code="enrollment-token-missing"), "no token")  # fmt: skip
+        _refuse(
+            session,
+            Unauthorized(
+                "this operation needs an enrollment token (secl-central create-enrollment-token) as "
+                "'Authorization: Bearer <token>'",
+                code="enrollment-token-missing",
+            ),
+            "no token",
+        )
     scheme, _, presented = header.partition(" ")
     if scheme.lower() != "bearer" or not presented.strip():
-        _refuse(session, Unauthorized("the Authorization header must be 'Bearer <enrollment token>'",
-                                      code="enrollment-token-malformed"), "malformed header")  # fmt: skip
+        _refuse(
+            session,
+            Unauthorized(
+                "the Authorization header must be 'Bearer <enrollment token>'",
+                code="enrollment-token-malformed",
+            ),
+            "malformed header",
+        )
     token = enrollment.find(session, presented.strip())
     if token is None:
-        _refuse(session, Unauthorized("the enrollment token is not known to this central",
-                                      code="enrollment-token-unknown"), "unknown token")  # fmt: skip
+        _refuse(
+            session,
+            Unauthorized(
+                "the enrollment token is not known to this central", code="enrollment-token-unknown"
+            ),
+            "unknown token",
+        )
     current = enrollment.state(token)
     if current == "expired":
-        _refuse(session, Unauthorized(f"the enrollment token expired at {token.expires_at.isoformat()}",
-                                      code="enrollment-token-expired"), "token expired", token)  # fmt: skip
+        _refuse(
+            session,
+            Unauthorized(
+                f"the enrollment token expired at {token.expires_at.isoformat()}",
+                code="enrollment-token-expired",
+            ),
+            "token expired",
+            token,
+        )
     if current == "used-up":
         _used_up(session, token)
     return token
 
 
 def _used_up(session: Session, token: EnrollmentToken) -> NoReturn:
-    _refuse(session, Unauthorized("the enrollment token has been used up", code="enrollment-token-used-up"),
-            "token used up", token)  # fmt: skip
+    _refuse(
+        session,
+        Unauthorized("the enrollment token has been used up", code="enrollment-token-used-up"),
+        "token used up",
+        token,
+    )
 
 
 def _csr_invalid(
     session: Session, token: EnrollmentToken, message: str, code: str = "csr-invalid"
 ) -> NoReturn:
-    _refuse(session, ValidationFailed(message, code=code), message, token)
+    _refuse(session, Invalid(message, code=code), message, token)
 
 
 def parse_csr(session: Session, token: EnrollmentToken, text: str) -> x509.CertificateSigningRequest:
@@ -107,8 +130,12 @@ def parse_csr(session: Session, token: EnrollmentToken, text: str) -> x509.Certi
     else:
         acceptable = False
     if not acceptable:
-        _csr_invalid(session, token, "the CSR's key must be EC P-256 or P-384, or RSA of 2048 to 8192 bits",
-                     code="csr-key-unacceptable")  # fmt: skip
+        _csr_invalid(
+            session,
+            token,
+            "the CSR's key must be EC P-256 or P-384, or RSA of 2048 to 8192 bits",
+            code="csr-key-unacceptable",
+        )
     if not signed:
         _csr_invalid(session, token, "the CSR's self-signature does not verify")
     return csr
@@ -145,14 +172,26 @@ def check_request(
     except ValueError as exc:  # a malformed extension surfaces only when read
         _csr_invalid(session, token, f"the CSR's extensions cannot be read: {exc}")
     if cns != [token.host] or any(name != token.host for name in sans):
-        _refuse(session, Forbidden(
-            f"this enrollment token is for {token.host}: the CSR must have exactly that common name and no "
-            f"other subject alternative name (it asks for CN {cns}, SAN {sans})",
-            code="enrollment-name-mismatch"), f"names not allowed: CN {cns}, SAN {sans}", token)  # fmt: skip
+        _refuse(
+            session,
+            Forbidden(
+                f"this enrollment token is for {token.host}: the CSR must have exactly that common name and no "
+                f"other subject alternative name (it asks for CN {cns}, SAN {sans})",
+                code="enrollment-name-mismatch",
+            ),
+            f"names not allowed: CN {cns}, SAN {sans}",
+            token,
+        )
     if not enrollment.kind_allowed(token.kinds, kind):
-        _refuse(session, Forbidden(
-            f"this enrollment token allows {', '.join(token.kinds)} certificates, not {kind}",
-            code="enrollment-kind-not-allowed"), f"kind {kind} not allowed", token)  # fmt: skip
+        _refuse(
+            session,
+            Forbidden(
+                f"this enrollment token allows {', '.join(token.kinds)} certificates, not {kind}",
+                code="enrollment-kind-not-allowed",
+            ),
+            f"kind {kind} not allowed",
+            token,
+        )
 
 
 def issue_certificate(
@@ -165,14 +204,26 @@ def issue_certificate(
         _used_up(session, token)
     cert = pki.sign_csr(issuer, csr, common_name=token.host, kind=kind, days=days)
     serial, fingerprint = format(cert.serial_number, "x"), pki.fingerprint_sha384(cert)
-    session.add(IssuedCertificate(
-        serial=serial, subject=cert.subject.rfc4514_string(), kind=kind, fingerprint_sha384=fingerprint,
-        not_after=cert.not_valid_after_utc, enrollment_token_id=token.id,
-    ))  # fmt: skip
+    session.add(
+        IssuedCertificate(
+            serial=serial,
+            subject=cert.subject.rfc4514_string(),
+            kind=kind,
+            fingerprint_sha384=fingerprint,
+            not_after=cert.not_valid_after_utc,
+            enrollment_token_id=token.id,
+        )
+    )
     audit.record(
-        session, "certificate.issued", actor=f"enrollment-token:{token.id}", outcome="success",
-        target=token.host, serial=serial, kind=kind, fingerprint_sha384=fingerprint,
-    )  # fmt: skip
+        session,
+        "certificate.issued",
+        actor=f"enrollment-token:{token.id}",
+        outcome="success",
+        target=token.host,
+        serial=serial,
+        kind=kind,
+        fingerprint_sha384=fingerprint,
+    )
     session.commit()
     return cert
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Response, g, request
 from secl.central.cms import enrollment, pki, service
 from secl.central.cms.schemas import (
     CACertificateOut,
@@ -16,8 +16,7 @@ from secl.central.cms.schemas import (
     EnrollmentTokenSearch,
     IssuedCertificateOut,
 )
-from secl.central.endpoints import PUBLIC, current_principal, endpoint
-from secl.central.store.db import db
+from secl.central.endpoints import PUBLIC, current_principal, db, endpoint, services
 from secl.central.store.models import EnrollmentToken
 from secl.central.versions import add_version_route
 
@@ -29,17 +28,29 @@ PEM_MEDIA_TYPE = "application/x-pem-file"
 
 def _token_out(token: EnrollmentToken) -> EnrollmentTokenOut:
     return EnrollmentTokenOut(
-        id=token.id, host=token.host, kinds=token.kinds, created_at=token.created_at,
-        expires_at=token.expires_at, created_by=token.created_by, uses=token.uses,
-        max_uses=token.max_uses, state=enrollment.state(token),  # type: ignore[arg-type]
-    )  # fmt: skip
+        id=token.id,
+        host=token.host,
+        kinds=token.kinds,
+        created_at=token.created_at,
+        expires_at=token.expires_at,
+        created_by=token.created_by,
+        uses=token.uses,
+        max_uses=token.max_uses,
+        state=enrollment.state(token),
+    )
 
 
-@endpoint(bp, "/ca-certificates", "GET", permission=PUBLIC, response=CACertificatesOut,
-          summary="The root CA certificate and its SHA-384 fingerprint (JSON); with "
-                  "'Accept: application/x-pem-file', the PEM bundle alone")  # fmt: skip
+@endpoint(
+    bp,
+    "/ca-certificates",
+    "GET",
+    permission=PUBLIC,
+    response=CACertificatesOut,
+    summary="The root CA certificate and its SHA-384 fingerprint (JSON); with "
+    "'Accept: application/x-pem-file', the PEM bundle alone",
+)
 def ca_certificates() -> CACertificatesOut | Response:
-    certs = service.ca_certificates(service.root_issuer(current_app))
+    certs = service.ca_certificates(services().keys.root_ca)
     bundle = service.pem(*certs)
     if request.accept_mimetypes.best_match(["application/json", PEM_MEDIA_TYPE]) == PEM_MEDIA_TYPE:
         return Response(bundle, mimetype=PEM_MEDIA_TYPE)
@@ -58,26 +69,48 @@ def ca_certificates() -> CACertificatesOut | Response:
     )
 
 
-@endpoint(bp, "/enrollment-tokens", "POST", permission="CMS:enrollment-tokens:create",
-          body=EnrollmentTokenCreate, response=EnrollmentTokenCreated, status=201,
-          summary="Mint an enrollment token for one host; its value is returned once, here")  # fmt: skip
+@endpoint(
+    bp,
+    "/enrollment-tokens",
+    "POST",
+    permission="CMS:enrollment-tokens:create",
+    body=EnrollmentTokenCreate,
+    response=EnrollmentTokenCreated,
+    status=201,
+    summary="Mint an enrollment token for one host; its value is returned once, here",
+)
 def create_enrollment_token(body: EnrollmentTokenCreate) -> EnrollmentTokenCreated:
     minted = enrollment.mint(
-        db(), host=body.host, kinds=list(body.kinds), ttl_seconds=body.ttl_seconds,
-        max_uses=body.max_uses, created_by=current_principal().username,
-    )  # fmt: skip
+        db(),
+        host=body.host,
+        kinds=list(body.kinds),
+        ttl_seconds=body.ttl_seconds,
+        max_uses=body.max_uses,
+        created_by=current_principal().username,
+    )
     return EnrollmentTokenCreated(**_token_out(minted.row).model_dump(), token=minted.value)
 
 
-@endpoint(bp, "/enrollment-tokens", "GET", permission="CMS:enrollment-tokens:search",
-          query=EnrollmentTokenSearch, response=list[EnrollmentTokenOut],
-          summary="List enrollment tokens (never their values), newest first")  # fmt: skip
+@endpoint(
+    bp,
+    "/enrollment-tokens",
+    "GET",
+    permission="CMS:enrollment-tokens:search",
+    query=EnrollmentTokenSearch,
+    response=list[EnrollmentTokenOut],
+    summary="List enrollment tokens (never their values), newest first",
+)
 def search_enrollment_tokens(query: EnrollmentTokenSearch) -> list[EnrollmentTokenOut]:
     return [_token_out(t) for t in enrollment.search(db(), query.host)]
 
 
-@endpoint(bp, "/enrollment-tokens/<token_id>", "DELETE", permission="CMS:enrollment-tokens:delete",
-          summary="Revoke an enrollment token")  # fmt: skip
+@endpoint(
+    bp,
+    "/enrollment-tokens/<token_id>",
+    "DELETE",
+    permission="CMS:enrollment-tokens:delete",
+    summary="Revoke an enrollment token",
+)
 def delete_enrollment_token(token_id: str) -> None:
     enrollment.delete(db(), token_id, actor=current_principal().username)
 
@@ -92,24 +125,44 @@ def _enrollment_token_first() -> None:
         g.enrollment_token = service.authenticate_enrollment(db(), request.headers.get("Authorization"))
 
 
-@endpoint(bp, "/certificates", "POST", permission=PUBLIC, body=CertificateRequest, response=CertificateIssued,
-          status=201, other_authorization="enrollmentToken", summary="Sign a CSR for the host an enrollment token names "
-                              "(Authorization: Bearer <enrollment token>; 401 without a valid one)")  # fmt: skip
+@endpoint(
+    bp,
+    "/certificates",
+    "POST",
+    permission=PUBLIC,
+    body=CertificateRequest,
+    response=CertificateIssued,
+    status=201,
+    other_authorization="enrollmentToken",
+    summary="Sign a CSR for the host an enrollment token names "
+    "(Authorization: Bearer <enrollment token>; 401 without a valid one)",
+)
 def issue_certificate(body: CertificateRequest) -> CertificateIssued:
-    issuer = service.root_issuer(current_app)
+    context = services()
+    issuer = context.keys.root_ca
     cert = service.issue_certificate(
-        db(), issuer, g.enrollment_token, body.csr, kind=body.kind,
-        days=current_app.extensions["secl.config"].certificate_days,
-    )  # fmt: skip
+        db(), issuer, g.enrollment_token, body.csr, kind=body.kind, days=context.config.certificate_days
+    )
     return CertificateIssued(
-        certificate=service.pem(cert), ca_certificates=service.pem(*service.ca_certificates(issuer)),
-        serial=format(cert.serial_number, "x"), subject=cert.subject.rfc4514_string(), kind=body.kind,
-        fingerprint_sha384=pki.fingerprint_sha384(cert), not_after=cert.not_valid_after_utc,
-    )  # fmt: skip
+        certificate=service.pem(cert),
+        ca_certificates=service.pem(*service.ca_certificates(issuer)),
+        serial=format(cert.serial_number, "x"),
+        subject=cert.subject.rfc4514_string(),
+        kind=body.kind,
+        fingerprint_sha384=pki.fingerprint_sha384(cert),
+        not_after=cert.not_valid_after_utc,
+    )
 
 
-@endpoint(bp, "/certificates", "GET", permission="CMS:certificates:search", query=CertificateSearch,
-          response=list[IssuedCertificateOut], summary="List issued certificates, newest first")  # fmt: skip
+@endpoint(
+    bp,
+    "/certificates",
+    "GET",
+    permission="CMS:certificates:search",
+    query=CertificateSearch,
+    response=list[IssuedCertificateOut],
+    summary="List issued certificates, newest first",
+)
 def search_certificates(query: CertificateSearch) -> list[IssuedCertificateOut]:
     certificates = service.search_certificates(db(), kind=query.kind, limit=query.limit)
     return [IssuedCertificateOut.model_validate(c, from_attributes=True) for c in certificates]

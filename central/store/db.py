@@ -1,18 +1,17 @@
-"""Engine and sessions. One :class:`Database` per application, kept in ``app.extensions``; one session
-per request, opened lazily and closed at teardown. No module-level engine: two apps in one process (the
-tests) or two central instances on one PostgreSQL never share anything but the database itself.
+"""Engine and sessions. One :class:`Database` per service context (:mod:`secl.central.context`); a view's
+session is opened per request (:func:`secl.central.endpoints.db`). No module-level engine: two apps in one
+process (the tests) or two central instances on one PostgreSQL never share anything but the database itself.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import orjson
-from flask import Flask, current_app, g
 from secl.central.store.walcheckpoint import BACKSTOP_PAGES, DEFAULT_PAGES, WalCheckpointer
 from secl.central.store.walcheckpoint import INTERVAL as CHECKPOINT_INTERVAL
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import CursorResult, Engine, Result, create_engine, event
+from sqlalchemy.orm import sessionmaker
 
 
 class Database:
@@ -74,18 +73,7 @@ def _engine_options(url: str) -> dict[str, Any]:
     return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 10, **json_options}
 
 
-def init_app(app: Flask, database: Database) -> None:
-    app.extensions["secl.db"] = database
-
-    @app.teardown_appcontext
-    def _close_session(_exc: BaseException | None) -> None:
-        session = g.pop("db_session", None)
-        if session is not None:
-            session.close()
-
-
-def db() -> Session:
-    """The request's session, opened on first use."""
-    if "db_session" not in g:
-        g.db_session = current_app.extensions["secl.db"].sessions()
-    return g.db_session
+def rowcount(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE run through ``Session.execute`` matched. The session types its
+    results as :class:`Result`; for DML they are :class:`CursorResult`, the only kind with a row count."""
+    return cast(CursorResult[Any], result).rowcount

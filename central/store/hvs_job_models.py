@@ -25,9 +25,14 @@ class ReportJob(Base):
     __tablename__ = "report_jobs"
     __table_args__ = (
         Index("ix_report_jobs_claim", "status", "available_at"),
-        Index("uq_report_jobs_active_host", "host_id", unique=True,
-              postgresql_where=text(ACTIVE), sqlite_where=text(ACTIVE)),
-    )  # fmt: skip
+        Index(
+            "uq_report_jobs_active_host",
+            "host_id",
+            unique=True,
+            postgresql_where=text(ACTIVE),
+            sqlite_where=text(ACTIVE),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     host_id: Mapped[str] = mapped_column(String(36), ForeignKey("hosts.id", ondelete="CASCADE"), index=True)
@@ -50,7 +55,7 @@ class ReportJob(Base):
         String(36), ForeignKey("reports.id", ondelete="SET NULL"), nullable=True, index=True
     )
     reused: Mapped[bool] = mapped_column(Boolean, default=False)
-    # SHA-256 of what a report depends on beyond the evidence (flavors, policies, anchors): see hvs.worker.
+    # SHA-256 of what a report depends on beyond the evidence (flavors, policies, anchors): see reports.basis.
     basis_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
     error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)

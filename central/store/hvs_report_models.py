@@ -22,13 +22,13 @@ class HostManifestRecord(Base):
     """One distinct host manifest (SecL JSON), stored once however many reports were judged on it.
 
     Rows are never deleted: the verifier remembers the digests it has seen committed and skips the lookup
-    for them (:func:`secl.central.hvs.verifier.store_host_manifest`). A clean-up of rows that no report
+    for them (:func:`secl.central.reports.sign.store_host_manifest`). A clean-up of rows that no report
     references must keep that in mind (and take the central's processes down, or tell them).
     """
 
     __tablename__ = "host_manifests"
 
-    # SHA-256 of the document's JSON with sorted keys (:func:`secl.central.hvs.verifier.manifest_digest`).
+    # SHA-256 of the document's JSON with sorted keys (:func:`secl.central.reports.sign.manifest_digest`).
     digest: Mapped[str] = mapped_column(String(64), primary_key=True)
     document: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

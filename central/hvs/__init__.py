@@ -1,1 +1,0 @@
-"""/hvs/v2: the Host Verification Service (so far its Privacy CA and endorsement trust store)."""

@@ -18,7 +18,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
-from secl.host.tpm import TPMAdapter, TPMKey
 from tpm2_pytss.constants import ESYS_TR, TPMA_OBJECT
 from tpm2_pytss.TSS2_Exception import TSS2_Exception
 from tpm2_pytss.types import (
@@ -40,6 +39,7 @@ from secl.core.certifiedkey import (
 )
 from secl.core.keywrap import KeyWrapError, max_wrappable_bytes, unwrap_key, wrap_key
 from secl.core.tpm import load_ak_public
+from secl.host.tpm import TPMAdapter, TPMKey
 from tests.tpmkeys import TPM_BOUND, USER_AUTH, certification_request, decrypt_in_tpm, primary_key
 
 _TPM_BOUND = TPM_BOUND

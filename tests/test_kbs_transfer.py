@@ -17,12 +17,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from secl.central.kbs.transfer import TransferEvidence, TrustAnchors, authorize_transfer
 from secl.central.kbs.transferpolicy import TransferPolicy, TransferRefused, parse_usage_tags
-from secl.host.tpm import TPMAdapter, TPMKey
 
 from secl.core.attestation import AttestationResult, sign_attestation_result
 from secl.core.certifiedkey import KeyUsage, build_certified_key_certificate, verify_certified_key
 from secl.core.keywrap import wrap_key
 from secl.core.tpm import load_ak_public
+from secl.host.tpm import TPMAdapter, TPMKey
 from tests.tpmkeys import certification_request, decrypt_in_tpm, issue_certificate, make_ca
 
 HOST_UUID = "4c4c4544-0042-4d10-8058-b3c04f4e3732"

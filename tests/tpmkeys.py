@@ -13,12 +13,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from secl.host.tpm import TPMAdapter, TPMKey
 from tpm2_pytss.constants import ESYS_TR, TPM2_ALG, TPMA_OBJECT
 from tpm2_pytss.types import TPM2B_PUBLIC, TPM2B_PUBLIC_KEY_RSA, TPMT_RSA_DECRYPT
 
 from secl.core.certifiedkey import KeyCertificationRequest
 from secl.core.keywrap import TPM_OAEP_LABEL
+from secl.host.tpm import TPMAdapter, TPMKey
 
 TPM_BOUND = TPMA_OBJECT.FIXEDTPM | TPMA_OBJECT.FIXEDPARENT | TPMA_OBJECT.SENSITIVEDATAORIGIN
 USER_AUTH = TPMA_OBJECT.USERWITHAUTH | TPMA_OBJECT.NODA

@@ -41,7 +41,7 @@ def check_spec(spec: KeySpec) -> KeySpec:
                 f"EC keys use {', '.join(EC_CURVES)}, not {spec.curve!r}", code="key-curve-unsupported"
             )
         curve = "secp256r1" if spec.curve == "prime256v1" else spec.curve
-        return KeySpec(KeyAlgorithm.EC, _CURVES[curve].key_size, curve)
+        return KeySpec(KeyAlgorithm.EC, _CURVES[curve]().key_size, curve)
     return spec
 
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Set everything up (scripts/setup.sh) and run the whole test suite: lint, then pytest.
+# Set everything up (scripts/setup.sh) and run the whole test suite: lint, type check, then pytest.
 # Tests that need swtpm or tpm2-tools start them themselves; nothing is skipped for a missing component.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+.venv/bin/mypy  # the shared evidence core: pyproject.toml's [tool.mypy] names the paths
 exec .venv/bin/pytest -q "$@"

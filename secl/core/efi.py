@@ -429,7 +429,7 @@ def parse_gpt_event(data: bytes) -> GPTEvent:
     if (signature := r.take(8)) != b"EFI PART":
         raise EventLogError(f"GPT header signature is {signature!r}, not 'EFI PART'", code="efi-gpt-invalid")
     revision, header_size, header_crc, _reserved = r.uint(4), r.uint(4), r.uint(4), r.uint(4)
-    lbas = [r.uint(8) for _ in range(4)]
+    my_lba, alternate_lba, first_usable, last_usable = (r.uint(8) for _ in range(4))
     disk_guid, entry_lba, entries, entry_size, array_crc = (
         r.guid(),
         r.uint(8),
@@ -444,8 +444,8 @@ def parse_gpt_event(data: bytes) -> GPTEvent:
             code="efi-gpt-invalid",
         )
     partitions = tuple(_gpt_partition(r.take(entry_size)) for _ in range(count))
-    return GPTEvent(disk_guid, revision, header_size, header_crc, *lbas, entry_lba, entries, entry_size,
-                    array_crc, partitions)  # fmt: skip
+    return GPTEvent(disk_guid, revision, header_size, header_crc, my_lba, alternate_lba, first_usable,
+                    last_usable, entry_lba, entries, entry_size, array_crc, partitions)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -217,14 +217,16 @@ class EventLog:
             quirk_used: str | None = None
             for bank, logged in event.digests.items():
                 candidates = _acceptable_data_digests(event, bank)
-                matched = next((q for d, q in candidates if hmac.compare_digest(logged, d)), False)
+                matched: str | bool | None = next(
+                    (q for d, q in candidates if hmac.compare_digest(logged, d)), False
+                )
                 if matched is False:
                     mismatches.append(
                         DigestMismatch(
                             event.number, event.pcr, event.type_name, bank, logged, candidates[0][0]
                         )
                     )
-                elif matched is not None:
+                elif isinstance(matched, str):
                     quirk_used = matched
             if quirk_used is not None:
                 quirks.append(DigestQuirk(event.number, event.pcr, event.type_name, quirk_used))
@@ -410,8 +412,10 @@ class _FastAgileLayout:
         self.struct = struct.Struct(layout)
         self.size = self.struct.size
         self.algorithm_ids = tuple(alg for alg, _ in algorithms)
-        self.banks = tuple(_KNOWN_BANKS.get(alg) for alg, _ in algorithms)
-        self.all_known = all(b is not None for b in self.banks)
+        known = tuple(_KNOWN_BANKS.get(alg) for alg, _ in algorithms)
+        self.all_known = None not in known
+        # Used only when all_known: then this is one bank per algorithm, in the log's order.
+        self.banks: tuple[HashAlg, ...] = tuple(b for b in known if b is not None)
 
     def read(self, data: bytes, offset: int, number: int) -> Event | None:
         if not self.all_known or offset + self.size > len(data):

@@ -18,7 +18,7 @@ import re
 import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from secl.core.errors import IMALogError
 from secl.core.hashalg import HashAlg
@@ -319,7 +319,7 @@ def _ascii_field_candidates(name: str, rest: str) -> list[tuple[bytes, ...]]:
         d_ng = _encode_d_ng(digest)
         # The last field is hex, possibly empty, after a space; a path may hold spaces too, so both
         # readings are offered and the template hash picks the one the kernel hashed.
-        readings = []
+        readings: list[tuple[bytes, ...]] = []
         path, _, last = tail.rpartition(" ")
         if path and _HEX.fullmatch(last):
             readings.append((d_ng, path.encode() + b"\0", bytes.fromhex(last)))
@@ -442,7 +442,7 @@ def _parse_binary_entry(reader: _Reader, index: int, hash_size: int) -> IMAEntry
 def _split_fields(template_data: bytes, name: str) -> tuple[bytes, ...]:
     """Split template data into its u32-length-prefixed fields; unknown templates may be opaque."""
     reader = _Reader(template_data)
-    fields = []
+    fields: list[bytes] = []
     try:
         while reader.offset < len(template_data):
             fields.append(reader.sized(f"field {len(fields)}"))
@@ -471,7 +471,13 @@ def _build_entry(
 
     ``raw_data`` is the binary log's template data, or None for a line of the ASCII log.
     """
-    common = {"index": index, "pcr": pcr, "template_hash": template_hash, "template_name": name, "line": line}
+    common: dict[str, Any] = {
+        "index": index,
+        "pcr": pcr,
+        "template_hash": template_hash,
+        "template_name": name,
+        "line": line,
+    }
     if name == "ima":
         digest, file_name = fields
         if len(file_name) >= _IMA_NAME_PADDED_SIZE:
@@ -500,7 +506,9 @@ def _build_entry(
     )
 
 
-def _unknown_template_entry(common: dict, fields: tuple[bytes, ...], raw_data: bytes | None) -> IMAEntry:
+def _unknown_template_entry(
+    common: dict[str, Any], fields: tuple[bytes, ...], raw_data: bytes | None
+) -> IMAEntry:
     """Keep an unknown template's fields; only a binary one has exact template data to hash."""
     digest_alg, digest, path = "", b"", ""
     # Most templates start with d-ng and n-ng; when a binary one seems to, show them, relying on nothing.

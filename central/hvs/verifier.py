@@ -91,7 +91,13 @@ from secl.core.quote import PCRValues, VerifiedQuote, secl_qualifying_data, veri
 from secl.core.rules_assettag import tag_certificate_der
 from secl.core.rules_trust import chains_to
 from secl.core.tpm import AKPublic, load_ak_public
-from secl.core.trustreport import FlavorVerdict, TrustAnchors, TrustReport, build_trust_report
+from secl.core.trustreport import (
+    FlavorVerdict,
+    TrustAnchors,
+    TrustPolicyError,
+    TrustReport,
+    build_trust_report,
+)
 from secl.core.verifymemo import ResultMemo
 
 log = logging.getLogger("secl.central.hvs")
@@ -511,7 +517,13 @@ def judge(
         policy = load_host_policy(session, app, host)
     anchors = host_anchors(app, policy, at)
     manifest = evidence.built.manifest
-    judged = [(g, *_group_report(app, g, manifest=manifest, anchors=anchors)) for g in policy.groups]
+    try:
+        judged = [(g, *_group_report(app, g, manifest=manifest, anchors=anchors)) for g in policy.groups]
+    except TrustPolicyError as exc:
+        # The host's flavors cannot be applied to it (its OS names no vendor, or a flavor's vendor has no
+        # policy): no report can be made until the host or the flavors change, so a 409 naming why, which
+        # the report queue records as the job's failure without retrying.
+        raise Conflict(f"host {host.name} cannot be judged: {exc.message}", code=exc.code) from None
     reports = [(g, r) for g, r, _ in judged]
     trusted = bool(reports) and all(r.trusted for _, r in reports)
     results: list[Any] = []
@@ -634,6 +646,8 @@ def insert_reports(session: Session, app: Flask, rows: Sequence[StoredReport | M
     by hand), the memo is dropped and the error raised: the next attempt stores the manifest again.
     """
     values = [dict(vars(r)) if isinstance(r, StoredReport) else dict(r) for r in rows]
+    if not values:  # a worker's batch whose every job failed: SQLAlchemy deprecates an empty executemany
+        return
     try:
         session.connection().execute(_INSERT_REPORT, values)
     except IntegrityError:

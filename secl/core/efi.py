@@ -553,9 +553,13 @@ def _is_ascii_utf16(data: bytes) -> bool:
     return len(data) >= 2 and not any(data[1::2]) and _is_printable(data[0::2])
 
 
+_TEXT_OR_BINARY_EVENTS = frozenset({EventType.EV_POST_CODE, EventType.EV_PLATFORM_CONFIG_FLAGS})
+
+
 def decode_string_event(data: bytes, event_type: int) -> StringEvent:
     """Render string-like event data: EV_IPL, EV_EFI_ACTION, EV_ACTION, EV_OMIT_BOOT_DEVICE_EVENTS (text),
-    EV_S_CRTM_VERSION (UTF-16 or hex), EV_POST_CODE (text or firmware blob), EV_SEPARATOR; anything else hex.
+    EV_S_CRTM_VERSION (UTF-16 or hex), EV_POST_CODE (text or firmware blob), EV_PLATFORM_CONFIG_FLAGS (text
+    or hex), EV_SEPARATOR; anything else hex.
     """
     raw = bytes(data)
     if event_type == EventType.EV_SEPARATOR:
@@ -567,7 +571,9 @@ def decode_string_event(data: bytes, event_type: int) -> StringEvent:
     if event_type == EventType.EV_POST_CODE and len(raw) == 16 and not is_text:
         blob = parse_firmware_blob(raw)
         return StringEvent(event_type, "blob", blob.describe(), raw, blob)
-    if event_type in _TEXT_EVENTS or (event_type == EventType.EV_POST_CODE and is_text):
+    # EV_POST_CODE and EV_PLATFORM_CONFIG_FLAGS are text or binary by the firmware's choice (Intel servers
+    # log "FeatureTME=1" and "MSR_TME_ACTIVATE" as config flags, others a table of bytes): text when it is.
+    if event_type in _TEXT_EVENTS or (event_type in _TEXT_OR_BINARY_EVENTS and is_text):
         return StringEvent(event_type, "text", _ascii(raw), raw)
     return StringEvent(event_type, "hex", raw.hex(), raw)
 

@@ -22,6 +22,7 @@ from secl.core.errors import EventLogError, EvidenceError, ReplayError
 from secl.core.eventlog_workarounds import WORKAROUNDS
 from secl.core.eventtypes import DIGEST_OF_DATA_TYPES, EventType, event_type_name
 from secl.core.hashalg import HashAlg
+from secl.core.hextext import hex_problem
 
 #: PCR index Windows uses for events that are logged but never extended.
 NOT_EXTENDED_PCR = 0xFFFFFFFF
@@ -536,10 +537,16 @@ def _explain_bad_bank(bank_name: object, values: dict[Any, Any], size: int) -> N
     for pcr, value in values.items():
         try:
             index = int(pcr)
-            digest = bytes.fromhex(value)
         except (TypeError, ValueError):
             raise EvidenceError(
-                f"PCR {bank_name}:{pcr} is not a PCR number with a hex value", code="pcr-values-malformed"
+                f"PCR {bank_name}:{pcr!r} is not a PCR number", code="pcr-values-malformed"
+            ) from None
+        try:
+            digest = bytes.fromhex(value)
+        except (TypeError, ValueError):
+            problem = hex_problem(value) if isinstance(value, str) else "is not a hex string"
+            raise EvidenceError(
+                f"PCR {bank_name}:{pcr} value {value!r} {problem}", code="pcr-values-malformed"
             ) from None
         if not 0 <= index < 32 or len(digest) != size:
             raise EvidenceError(

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from secl.core.errors import IMALogError
 from secl.core.hashalg import HashAlg
+from secl.core.hextext import hex_problem
 
 IMA_PCR = 10
 LogFormat = Literal["ascii", "binary"]
@@ -362,7 +363,7 @@ def _checked_pcr(pcr: int | str) -> int:
 
 def _parse_hex(text: str, what: str) -> bytes:
     if not _HEX.fullmatch(text):
-        raise IMALogError(f"{what} is not hex: {text[:80]!r}")
+        raise IMALogError(f"{what} {hex_problem(text)}: {text[:80]!r}")
     return bytes.fromhex(text)
 
 

@@ -320,11 +320,31 @@ class TPMPublic:
 
 
 def read_public(data: bytes) -> TPMPublic:
-    """Read a TPM2B_PUBLIC (``tpm2_createak -u``) or a bare TPMT_PUBLIC (go-attestation), whichever it is."""
-    if len(data) >= 2 and int.from_bytes(data[:2], "big") == len(data) - 2:
-        area = data[2:]
-        return _fast_public(area) or _read_tpmt_public(_Reader(data, "TPM2B_PUBLIC", 2), area)
-    return read_public_area(data)
+    """Read a TPM2B_PUBLIC (``tpm2_createak -u``) or a bare TPMT_PUBLIC (go-attestation), whichever it is.
+
+    A TPMT_PUBLIC starts with its type and then a nameAlg, a hash; a TPM2B_PUBLIC with a size and then the
+    type. So the second 16-bit word tells them apart, and a TPM2B_PUBLIC's size must be exactly what follows.
+    """
+    if len(data) < 4:  # too short to tell which, and too short for either
+        raise TPMStructureError(
+            f"public area is truncated: {len(data)} byte(s) hold neither a TPMT_PUBLIC nor a TPM2B_PUBLIC",
+            code="tpm-structure-truncated",
+        )
+    if int.from_bytes(data[2:4], "big") not in _PUBLIC_TYPES:
+        return read_public_area(data)
+    size = int.from_bytes(data[:2], "big")
+    if size > len(data) - 2:
+        raise TPMStructureError(
+            f"TPM2B_PUBLIC is truncated: its size says {size} bytes, {len(data) - 2} follow",
+            code="tpm-structure-truncated",
+        )
+    if size < len(data) - 2:
+        raise TPMStructureError(
+            f"{len(data) - 2 - size} trailing byte(s) after TPM2B_PUBLIC of {size + 2} bytes",
+            code="tpm-structure-trailing-bytes",
+        )
+    area = data[2:]
+    return _fast_public(area) or _read_tpmt_public(_Reader(data, "TPM2B_PUBLIC", 2), area)
 
 
 def read_public_area(data: bytes) -> TPMPublic:
@@ -332,6 +352,7 @@ def read_public_area(data: bytes) -> TPMPublic:
     return _fast_public(data) or _read_tpmt_public(_Reader(data, "TPMT_PUBLIC"), data)
 
 
+_PUBLIC_TYPES = (ALG_RSA, ALG_ECC, ALG_KEYEDHASH, ALG_SYMCIPHER)
 _PUBLIC_HEAD = struct.Struct(">HHIH")  # type, nameAlg, objectAttributes, authPolicy.size
 _U16 = struct.Struct(">H")
 _TWO_U16 = struct.Struct(">HH")

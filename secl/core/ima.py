@@ -286,6 +286,14 @@ def parse_ascii_ima_log(text: str | bytes) -> IMALog:
 # _parse_ascii_line, which reads every template and says what is wrong; both read an ima-ng line alike
 # (tests/test_ima.py).
 _HEX_SIZES = frozenset({40, 64, 96, 128})
+# PCR numbers as the kernel writes them (no leading zeros: "010" takes the general reader's path), and the
+# d-ng prefixes of the kernel's hash algorithm names (an unusual name takes the general reader's path too).
+_PCR_NUMBERS = {str(i): i for i in range(_MAX_PCR + 1)}
+_D_NG_PREFIXES = {
+    name: name.encode() + b":\0"
+    for name in ("md5", "sha1", "rmd160", "sha224", "sha256", "sha384", "sha512", "wp256", "wp384", "wp512",
+                 "tgr128", "tgr160", "tgr192", "sm3", "sm3-256", "streebog256", "streebog512")
+}  # fmt: skip
 _new_tuple = tuple.__new__
 
 
@@ -293,45 +301,25 @@ def _ima_ng_entry(line: str, index: int, number: int) -> IMAEntry | None:
     parts = line.split(" ", 4)
     if len(parts) != 5 or parts[2] != "ima-ng":
         return None
-    pcr, hash_hex, _, d_ng_text, path = parts
-    alg, colon, digest_hex = d_ng_text.rpartition(":")
-    if (
-        not colon
-        or not (pcr.isascii() and pcr.isdigit() and len(pcr) <= 3)
-        or len(hash_hex) not in _HEX_SIZES
-        or not (alg and alg.isascii() and alg.isprintable())  # a split on spaces left no space in it
-    ):
+    pcr_text, hash_hex, _, d_ng_text, path = parts
+    alg, _, digest_hex = d_ng_text.rpartition(":")
+    pcr, prefix = _PCR_NUMBERS.get(pcr_text), _D_NG_PREFIXES.get(alg)
+    if pcr is None or prefix is None or len(hash_hex) not in _HEX_SIZES:
         return None
     try:
         template_hash, digest = bytes.fromhex(hash_hex), bytes.fromhex(digest_hex)
     except ValueError:
         return None
     # fromhex skips whitespace; the exact lengths make sure there was none.
-    pcr_index = int(pcr)
-    if len(template_hash) * 2 != len(hash_hex) or len(digest) * 2 != len(digest_hex) or pcr_index > _MAX_PCR:
+    if len(template_hash) * 2 != len(hash_hex) or len(digest) * 2 != len(digest_hex):
         return None
-    d_ng = alg.encode() + b":\0" + digest
+    d_ng = prefix + digest
     n_ng = path.encode() + b"\0"
     data = b"%b%b%b%b" % (_U32.pack(len(d_ng)), d_ng, _U32.pack(len(n_ng)), n_ng)
-    # The path came from UTF-8 text, so it is the name _decode_name would show.
-    # tuple.__new__ directly: the NamedTuple's own __new__ only adds the defaults, all given here.
-    return _new_tuple(
-        IMAEntry,
-        (
-            index,
-            pcr_index,
-            template_hash,
-            "ima-ng",
-            path,
-            alg,
-            digest,
-            data,
-            (d_ng, n_ng),
-            None,
-            None,
-            number,
-        ),
-    )
+    # The path came from UTF-8 text, so it is the name _decode_name would show. tuple.__new__ directly:
+    # the NamedTuple's own __new__ only adds the defaults, and all are given here.
+    fields = (index, pcr, template_hash, "ima-ng", path, alg, digest, data, (d_ng, n_ng), None, None, number)
+    return _new_tuple(IMAEntry, fields)
 
 
 def parse_binary_ima_log(

@@ -6,5 +6,5 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-.venv/bin/python scripts/typecheck.py  # mypy over [tool.mypy] packages in pyproject.toml
+.venv/bin/python scripts/typecheck.py  # mypy over [tool.mypy] packages (the core and the central)
 exec .venv/bin/pytest -q "$@"

@@ -359,9 +359,13 @@ def test_pcr_values_json_refuses_what_is_not_one_digest_per_pcr():
     good = {"SHA256": {"0": "00" * 32, "7": "ab" * 32}}
     assert pcr_banks_from_json(good)[HashAlg.SHA256] == {0: b"\0" * 32, 7: b"\xab" * 32}
     bad = [
-        ({"SHA256": {"x": "00" * 32}}, "not a PCR number with a hex value"),
-        ({"SHA256": {"1": "zz"}}, "not a PCR number with a hex value"),
-        ({"SHA256": {"1": None}}, "not a PCR number with a hex value"),
+        ({"SHA256": {"x": "00" * 32}}, "PCR SHA256:'x' is not a PCR number"),
+        ({"SHA256": {"1": "zz"}}, "PCR SHA256:1 value 'zz' has 'z' at position 0, which is not a hex digit"),
+        (
+            {"SHA256": {"1": "0" * 63}},
+            "PCR SHA256:1 value '" + "0" * 63 + "' has an odd number of hex digits",
+        ),
+        ({"SHA256": {"1": None}}, "PCR SHA256:1 value None is not a hex string"),
         ({"SHA256": {"1": "00" * 20}}, "wrong index or digest size"),
         ({"SHA256": {"32": "00" * 32}}, "wrong index or digest size"),
         ({"SHA256": {"1": "00" * 32, "01": "11" * 32}}, "given twice"),

@@ -92,7 +92,7 @@ def _doc() -> dict:
             lambda d: d["pcr_manifest"]["pcr_event_log_map"]["SHA1"][0]["tpm_events"][0].update(
                 measurement="zz"
             ),
-            "not a hex digest",
+            "measurement 'zz' has 'z' at position 0, which is not a hex digit",
         ),
         (lambda d: d["pcr_manifest"]["pcr_event_log_map"].update(MD5=[]), "unsupported PCR bank"),
         (lambda d: d.update(aik_certificate="***"), "not valid base64"),

@@ -487,9 +487,15 @@ def test_to_dict_export() -> None:
     [
         (b"", "empty IMA log"),
         (b"\n\n", "empty IMA log"),
-        (b"10 abc ima-ng sha1:00 /x\n", "line 1 (entry 0): template hash is not hex"),
+        (
+            b"10 abc ima-ng sha1:00 /x\n",
+            "line 1 (entry 0): template hash has an odd number of hex digits (3)",
+        ),
         (b"10 " + b"00" * 20 + b" ima-ng\n", "line 1 (entry 0): expected"),
-        (b"10 " + b"ab" * 20 + b" ima-ng sha1:0g /x\n", "line 1 (entry 0): file digest is not hex"),
+        (
+            b"10 " + b"ab" * 20 + b" ima-ng sha1:0g /x\n",
+            "line 1 (entry 0): file digest has 'g' at position 1, which is not a hex digit",
+        ),
         (b"10 " + b"ab" * 20 + b" ima-ng sha1:00/x\n", "line 1 (entry 0): ima-ng entry needs"),
         (b"10 " + b"ab" * 19 + b" ima-ng sha1:00 /x\n", "matches no hash algorithm"),
         (b"10 " + b"ab" * 20 + b" ima-sig sha1:00 /x\n\n1x a b c", "line 3 (entry 1): bad PCR index"),

@@ -19,6 +19,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 from secl.central.context import CentralServices
+from secl.central.errors import Conflict
 from secl.central.evidence.verify import Evidence
 from secl.central.flavors import store as flavorstore
 from secl.central.flavors.store import FlavorSignatureInvalid
@@ -32,7 +33,13 @@ from secl.core.assettag import AssetTagError, parse_tag_certificate
 from secl.core.flavor import SignedFlavor
 from secl.core.hostmanifest import HostManifest
 from secl.core.rules_assettag import tag_certificate_der
-from secl.core.trustreport import FlavorVerdict, TrustAnchors, TrustReport, build_trust_report
+from secl.core.trustreport import (
+    FlavorVerdict,
+    TrustAnchors,
+    TrustPolicyError,
+    TrustReport,
+    build_trust_report,
+)
 
 _TAG_CERTIFICATES = select(
     TagCertificateRecord.sha384,
@@ -145,7 +152,13 @@ def judge(
         policy = load_host_policy(session, services, host)
     anchors = host_anchors(services, policy, at)
     manifest = evidence.built.manifest
-    judged = [(g, *_group_report(services, g, manifest=manifest, anchors=anchors)) for g in policy.groups]
+    try:
+        judged = [(g, *_group_report(services, g, manifest=manifest, anchors=anchors)) for g in policy.groups]
+    except TrustPolicyError as exc:
+        # The host's flavors cannot be applied to it (its OS names no vendor, or a flavor's vendor has no
+        # policy): no report can be made until the host or the flavors change, so a Conflict naming why,
+        # which the report queue records as the job's failure without retrying.
+        raise Conflict(f"host {host.name} cannot be judged: {exc.message}", code=exc.code) from None
     reports = [(g, r) for g, r, _ in judged]
     trusted = bool(reports) and all(r.trusted for _, r in reports)
     results: list[Any] = []

@@ -120,6 +120,8 @@ def insert_reports(session: Session, memos: Memos, rows: Sequence[StoredReport |
     next attempt stores the manifest again.
     """
     values = [dict(vars(r)) if isinstance(r, StoredReport) else dict(r) for r in rows]
+    if not values:  # a worker's batch whose every job failed: SQLAlchemy deprecates an empty executemany
+        return
     try:
         session.connection().execute(_INSERT_REPORT, values)
     except IntegrityError:

@@ -12,6 +12,7 @@ from secl.core.errors import EKCertificateError, QuoteError
 from secl.core.eventdecode import describe_event
 from secl.core.eventlog import Event, EventLog, parse_event_log, pcr_banks_to_json
 from secl.core.hashalg import HashAlg
+from secl.core.hextext import hex_problem
 from secl.core.ima import IMALog, parse_ima_log
 from secl.core.pcrfile import load_pcr_values
 from secl.core.quote import unverified_quote_selection, verify_quote
@@ -207,7 +208,10 @@ def quote_group() -> None:
     "--ak",
     "ak_path",
     required=True,
-    help="The attestation key's public part: PEM, TPM2B_PUBLIC or TPMT_PUBLIC (tpm2_createak -u).",
+    help="The attestation key's public part: a TPM2B_PUBLIC (tpm2_createak -u) or TPMT_PUBLIC, a PEM or "
+    "DER public key (SubjectPublicKeyInfo), or an X.509 certificate of the AK (PEM or DER, e.g. the AIK "
+    "certificate a Privacy CA issued). Only a TPM public area also fixes the signing scheme and must be "
+    "a restricted signing key.",
 )
 @click.option(
     "--message", "-m", "message_path", required=True, help="The quoted TPMS_ATTEST (tpm2_quote -m)."
@@ -233,12 +237,18 @@ def quote_verify(  # noqa: PLR0917 (click passes every option positionally by na
 ) -> None:
     """Verify a quote: structure, signature, qualifying data and (with --pcrs) the PCR digest.
 
+    \b
+    The AK (--ak) may be given as:
+      - a TPM2B_PUBLIC (tpm2_createak -u) or a bare TPMT_PUBLIC,
+      - a PEM or DER public key (SubjectPublicKeyInfo, tpm2_createak -f pem),
+      - an X.509 certificate of the AK, PEM or DER (a Privacy CA's AIK certificate).
+
     Exits 0 only when the quote is valid; 1 when it does not verify; 3 when an input cannot be read.
     """
     try:
         nonce = bytes.fromhex(nonce_hex.removeprefix("0x"))
     except ValueError:
-        raise InputError(f"--nonce {nonce_hex!r} is not hex") from None
+        raise InputError(f"--nonce {nonce_hex!r} {hex_problem(nonce_hex.removeprefix('0x'))}") from None
     ak = load_ak_public(read_input(ak_path, "AK"))
     attest = read_input(message_path, "attest message")
     signature = read_input(signature_path, "signature")

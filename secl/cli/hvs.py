@@ -1,6 +1,7 @@
 """The ``secl`` commands for attestation: ``hosts``, ``flavors``, ``flavorgroups`` and ``report``.
 
-They talk to the central's ``/hvs/v2`` API with the session ``secl login`` saved.
+They talk to the central's ``/hvs/v2`` API with the session ``secl login`` saved, except ``flavors verify``
+(:mod:`secl.cli.flavorverify`), which judges files offline.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import click
 
 from secl.cli.admin import _print_one, output_option
 from secl.cli.client import CentralClient, CentralError, load_session, segment
+from secl.cli.flavorverify import flavors_verify
 from secl.cli.output import InputError, InvalidEvidence, print_json, print_table, read_input
 
 
@@ -116,7 +118,13 @@ def hosts_delete(host: str) -> None:
 
 @click.group("flavors")
 def flavors_group() -> None:
-    """Flavors: the signed boot measurements a host must match."""
+    """Flavors: the signed boot measurements a host must match.
+
+    `verify` works offline on files; the other commands talk to the central.
+    """
+
+
+flavors_group.add_command(flavors_verify)
 
 
 def _flavor_rows(signed: Sequence[dict[str, Any]]) -> list[list[str]]:

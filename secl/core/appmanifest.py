@@ -9,7 +9,7 @@ A manifest names files, directories and symbolic links under a root file system:
       <Symlink Path="/opt/app/current"/>
     </Manifest>
 
-What each entry means, as SecL's measuring tool defines it (``secl.trustagent.measure`` does the I/O):
+What each entry means, as SecL's measuring tool defines it (``secl.host.measure`` does the I/O):
 
 - ``File``: the content of one regular file (a final symbolic link is followed, inside the root).
 - ``Dir``: the names of the directory's entries that are not directories (files, links, devices...),

@@ -444,7 +444,7 @@ def parse_tag_certificate(data: bytes | str) -> TagCertificate:
         subject_text = subject.rfc4514_string()
     except (ValueError, TypeError) as exc:
         raise _malformed(f"not an X.509 certificate: {exc}") from None
-    tags = []
+    tags: list[Tag] = []
     for oid, critical, value in raw:
         if oid == TAG_OID:
             tags.append(_decode_tag(value, len(tags)))
@@ -593,10 +593,10 @@ def create_tag_certificate(
         }
     )
     to_sign = tbs.dump()
-    if rsa_ca:
-        signature = ca_key.sign(to_sign, padding.PKCS1v15(), hashes.SHA384())  # type: ignore[call-arg]
+    if isinstance(ca_key, rsa.RSAPrivateKey):
+        signature = ca_key.sign(to_sign, padding.PKCS1v15(), hashes.SHA384())
     else:
-        signature = ca_key.sign(to_sign, ec.ECDSA(hashes.SHA384()))  # type: ignore[call-arg]
+        signature = ca_key.sign(to_sign, ec.ECDSA(hashes.SHA384()))
     der = ax509.Certificate(
         {"tbs_certificate": tbs, "signature_algorithm": algorithm, "signature_value": signature}
     ).dump()

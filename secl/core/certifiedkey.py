@@ -20,13 +20,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID, ObjectIdentifier
 
 from secl.core.errors import EvidenceError
 from secl.core.tpm import (
-    TPM_ALG_RSA,
     TPM_GENERATED_VALUE,
     TPM_ST_ATTEST_CERTIFY,
     AKPublic,
@@ -36,6 +35,7 @@ from secl.core.tpm import (
     unmarshal_public,
     unmarshal_signature,
 )
+from secl.core.tpmwire import TPMPublic
 
 #: SecL's extensions of a binding/signing key certificate: the TPMS_ATTEST and the TPMT_SIGNATURE.
 CERTIFY_INFO_OID = ObjectIdentifier("2.5.4.133.3.2.41")
@@ -163,11 +163,11 @@ def verify_certified_key(
             f"name_digest {request.name_digest.hex()} is not the certified key's name {name.hex()}",
             code="name-digest-mismatch",
         )
-    attributes = int(public.objectAttributes)
+    attributes = public.object_attributes
     _require_attributes(attributes, usage)
     key = _rsa_key(public)
     return CertifiedKey(
-        usage, key, public.marshal(), name, attributes, request.certify_info, request.certify_signature
+        usage, key, public.marshaled, name, attributes, request.certify_info, request.certify_signature
     )
 
 
@@ -207,13 +207,13 @@ def _names(bits: int) -> str:
     return ", ".join(name for bit, name in _ATTRIBUTE_NAMES.items() if bits & bit)
 
 
-def _rsa_key(public: object) -> rsa.RSAPublicKey:
-    if getattr(public, "type", None) != TPM_ALG_RSA:
+def _rsa_key(public: TPMPublic) -> rsa.RSAPublicKey:
+    if not public.is_rsa:
         raise CertifiedKeyError(
             "the key is not an RSA key (RSA-OAEP wrapping and SecL's certificates need RSA)",
             code="key-type-unsupported",
         )
-    key = serialization.load_pem_public_key(public.to_pem())  # type: ignore[attr-defined]
+    key = public.public_key()
     assert isinstance(key, rsa.RSAPublicKey)
     if key.key_size < MIN_RSA_BITS:
         raise CertifiedKeyError(

@@ -429,7 +429,7 @@ def parse_gpt_event(data: bytes) -> GPTEvent:
     if (signature := r.take(8)) != b"EFI PART":
         raise EventLogError(f"GPT header signature is {signature!r}, not 'EFI PART'", code="efi-gpt-invalid")
     revision, header_size, header_crc, _reserved = r.uint(4), r.uint(4), r.uint(4), r.uint(4)
-    lbas = [r.uint(8) for _ in range(4)]
+    my_lba, alternate_lba, first_usable, last_usable = (r.uint(8) for _ in range(4))
     disk_guid, entry_lba, entries, entry_size, array_crc = (
         r.guid(),
         r.uint(8),
@@ -444,8 +444,8 @@ def parse_gpt_event(data: bytes) -> GPTEvent:
             code="efi-gpt-invalid",
         )
     partitions = tuple(_gpt_partition(r.take(entry_size)) for _ in range(count))
-    return GPTEvent(disk_guid, revision, header_size, header_crc, *lbas, entry_lba, entries, entry_size,
-                    array_crc, partitions)  # fmt: skip
+    return GPTEvent(disk_guid, revision, header_size, header_crc, my_lba, alternate_lba, first_usable,
+                    last_usable, entry_lba, entries, entry_size, array_crc, partitions)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -553,9 +553,13 @@ def _is_ascii_utf16(data: bytes) -> bool:
     return len(data) >= 2 and not any(data[1::2]) and _is_printable(data[0::2])
 
 
+_TEXT_OR_BINARY_EVENTS = frozenset({EventType.EV_POST_CODE, EventType.EV_PLATFORM_CONFIG_FLAGS})
+
+
 def decode_string_event(data: bytes, event_type: int) -> StringEvent:
     """Render string-like event data: EV_IPL, EV_EFI_ACTION, EV_ACTION, EV_OMIT_BOOT_DEVICE_EVENTS (text),
-    EV_S_CRTM_VERSION (UTF-16 or hex), EV_POST_CODE (text or firmware blob), EV_SEPARATOR; anything else hex.
+    EV_S_CRTM_VERSION (UTF-16 or hex), EV_POST_CODE (text or firmware blob), EV_PLATFORM_CONFIG_FLAGS (text
+    or hex), EV_SEPARATOR; anything else hex.
     """
     raw = bytes(data)
     if event_type == EventType.EV_SEPARATOR:
@@ -567,7 +571,9 @@ def decode_string_event(data: bytes, event_type: int) -> StringEvent:
     if event_type == EventType.EV_POST_CODE and len(raw) == 16 and not is_text:
         blob = parse_firmware_blob(raw)
         return StringEvent(event_type, "blob", blob.describe(), raw, blob)
-    if event_type in _TEXT_EVENTS or (event_type == EventType.EV_POST_CODE and is_text):
+    # EV_POST_CODE and EV_PLATFORM_CONFIG_FLAGS are text or binary by the firmware's choice (Intel servers
+    # log "FeatureTME=1" and "MSR_TME_ACTIVATE" as config flags, others a table of bytes): text when it is.
+    if event_type in _TEXT_EVENTS or (event_type in _TEXT_OR_BINARY_EVENTS and is_text):
         return StringEvent(event_type, "text", _ascii(raw), raw)
     return StringEvent(event_type, "hex", raw.hex(), raw)
 

@@ -16,7 +16,7 @@ import base64
 import hashlib
 import re
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -47,17 +47,22 @@ _SHORT_NAMES = {"2.5.4.3": "CN", "2.5.4.7": "L", "2.5.4.8": "ST", "2.5.4.10": "O
 # Identifier octets of universal string types (DirectoryString, IA5, Visible, Numeric) and their codecs.
 _STRING_CODECS = {12: "utf-8", 19: "ascii", 22: "ascii", 26: "ascii", 18: "ascii", 20: "latin-1",
                   28: "utf-32-be", 30: "utf-16-be"}  # fmt: skip
-_RSA_PKCS1_HASHES = {"1.2.840.113549.1.1.5": hashes.SHA1, "1.2.840.113549.1.1.11": hashes.SHA256,
+_RSA_PKCS1_HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {"1.2.840.113549.1.1.5": hashes.SHA1, "1.2.840.113549.1.1.11": hashes.SHA256,
                      "1.2.840.113549.1.1.12": hashes.SHA384,
                      "1.2.840.113549.1.1.13": hashes.SHA512}  # fmt: skip
-_ECDSA_HASHES = {"1.2.840.10045.4.3.2": hashes.SHA256, "1.2.840.10045.4.3.3": hashes.SHA384,
+_ECDSA_HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {"1.2.840.10045.4.3.2": hashes.SHA256, "1.2.840.10045.4.3.3": hashes.SHA384,
                  "1.2.840.10045.4.3.4": hashes.SHA512}  # fmt: skip
 _RSA_PSS = "1.2.840.113549.1.1.10"
 # Critical extensions a path may carry. Policies and extendedKeyUsage are accepted unprocessed, as openssl
 # does without -policy or -purpose; any other (nameConstraints, policyConstraints...) is refused, not ignored.
 _HANDLED_CRITICAL = frozenset({"2.5.29.14", "2.5.29.15", "2.5.29.17", "2.5.29.19", "2.5.29.32", "2.5.29.35",
                                "2.5.29.37"})  # fmt: skip
-_PSS_HASHES = {"sha1": hashes.SHA1, "sha256": hashes.SHA256, "sha384": hashes.SHA384, "sha512": hashes.SHA512}
+_PSS_HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {
+    "sha1": hashes.SHA1,
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+    "sha512": hashes.SHA512,
+}
 
 
 def _malformed(message: str) -> EKCertificateError:

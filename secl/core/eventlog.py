@@ -22,6 +22,7 @@ from secl.core.errors import EventLogError, EvidenceError, ReplayError
 from secl.core.eventlog_workarounds import WORKAROUNDS
 from secl.core.eventtypes import DIGEST_OF_DATA_TYPES, EventType, event_type_name
 from secl.core.hashalg import HashAlg
+from secl.core.hextext import hex_problem
 
 #: PCR index Windows uses for events that are logged but never extended.
 NOT_EXTENDED_PCR = 0xFFFFFFFF
@@ -217,14 +218,16 @@ class EventLog:
             quirk_used: str | None = None
             for bank, logged in event.digests.items():
                 candidates = _acceptable_data_digests(event, bank)
-                matched = next((q for d, q in candidates if hmac.compare_digest(logged, d)), False)
+                matched: str | bool | None = next(
+                    (q for d, q in candidates if hmac.compare_digest(logged, d)), False
+                )
                 if matched is False:
                     mismatches.append(
                         DigestMismatch(
                             event.number, event.pcr, event.type_name, bank, logged, candidates[0][0]
                         )
                     )
-                elif matched is not None:
+                elif isinstance(matched, str):
                     quirk_used = matched
             if quirk_used is not None:
                 quirks.append(DigestQuirk(event.number, event.pcr, event.type_name, quirk_used))
@@ -410,8 +413,10 @@ class _FastAgileLayout:
         self.struct = struct.Struct(layout)
         self.size = self.struct.size
         self.algorithm_ids = tuple(alg for alg, _ in algorithms)
-        self.banks = tuple(_KNOWN_BANKS.get(alg) for alg, _ in algorithms)
-        self.all_known = all(b is not None for b in self.banks)
+        known = tuple(_KNOWN_BANKS.get(alg) for alg, _ in algorithms)
+        self.all_known = None not in known
+        # Used only when all_known: then this is one bank per algorithm, in the log's order.
+        self.banks: tuple[HashAlg, ...] = tuple(b for b in known if b is not None)
 
     def read(self, data: bytes, offset: int, number: int) -> Event | None:
         if not self.all_known or offset + self.size > len(data):
@@ -532,10 +537,16 @@ def _explain_bad_bank(bank_name: object, values: dict[Any, Any], size: int) -> N
     for pcr, value in values.items():
         try:
             index = int(pcr)
-            digest = bytes.fromhex(value)
         except (TypeError, ValueError):
             raise EvidenceError(
-                f"PCR {bank_name}:{pcr} is not a PCR number with a hex value", code="pcr-values-malformed"
+                f"PCR {bank_name}:{pcr!r} is not a PCR number", code="pcr-values-malformed"
+            ) from None
+        try:
+            digest = bytes.fromhex(value)
+        except (TypeError, ValueError):
+            problem = hex_problem(value) if isinstance(value, str) else "is not a hex string"
+            raise EvidenceError(
+                f"PCR {bank_name}:{pcr} value {value!r} {problem}", code="pcr-values-malformed"
             ) from None
         if not 0 <= index < 32 or len(digest) != size:
             raise EvidenceError(

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from secl.core.errors import EvidenceError
 from secl.core.pcrevents import EMPTY, PcrRef, SeclJSONError, TpmEvent, freeze, thaw
 
 __all__ = [
@@ -47,7 +48,7 @@ class FlavorError(SeclJSONError):
     code = "flavor-invalid"
 
 
-def load_json(data: bytes | str, *, what: str, error: type[SeclJSONError] = SeclJSONError) -> Any:
+def load_json(data: bytes | str, *, what: str, error: type[EvidenceError] = SeclJSONError) -> Any:
     """Decode JSON, rejecting duplicate member names and NaN/Infinity (both make signed bytes ambiguous)."""
 
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -64,7 +65,7 @@ def load_json(data: bytes | str, *, what: str, error: type[SeclJSONError] = Secl
     try:
         return json.loads(data, object_pairs_hook=pairs, parse_constant=no_constants)
     except (ValueError, UnicodeDecodeError) as exc:
-        if isinstance(exc, SeclJSONError):
+        if isinstance(exc, EvidenceError):
             raise
         raise error(f"{what}: not valid JSON: {exc}") from None
 
@@ -379,14 +380,16 @@ def parse_signed_flavor(doc: Mapping[str, Any] | bytes | str) -> SignedFlavor:
 
 def parse_signed_flavors(doc: bytes | str | list[Any]) -> tuple[SignedFlavor, ...]:
     """Parse a JSON array of signed flavors (SecL's export), or ``{"signed_flavors": [...]}``."""
-    if isinstance(doc, bytes | str):
-        doc = load_json(doc, what="signed flavors", error=FlavorError)
-    if isinstance(doc, Mapping) and "signed_flavors" in doc:
-        doc = doc["signed_flavors"]
-    if not isinstance(doc, list | tuple):
+    # Typed Any: a decoded document may be any JSON value until the checks below narrow it.
+    obj: Any = (
+        load_json(doc, what="signed flavors", error=FlavorError) if isinstance(doc, bytes | str) else doc
+    )
+    if isinstance(obj, Mapping) and "signed_flavors" in obj:
+        obj = obj["signed_flavors"]
+    if not isinstance(obj, list | tuple):
         raise FlavorError("signed flavors: expected a JSON array")
     out = []
-    for i, item in enumerate(doc):
+    for i, item in enumerate(obj):
         try:
             out.append(parse_signed_flavor(item))
         except FlavorError as exc:

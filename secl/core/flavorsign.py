@@ -20,6 +20,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -197,7 +198,7 @@ def check_secl_signature(signed: SignedFlavor, cert: x509.Certificate | PublicKe
         key = _public_key(cert)
     except FlavorSignatureError as exc:
         return SeclSignatureCheck("unverifiable", exc.message)
-    schemes: list[tuple[str, object]] = []
+    schemes: list[tuple[str, tuple[Any, ...]]] = []
     if isinstance(key, rsa.RSAPublicKey):
         for h in (hashes.SHA384(), hashes.SHA256()):
             schemes.append((f"RSASSA-PKCS1-v1_5/{h.name}", (padding.PKCS1v15(), h)))
@@ -208,7 +209,7 @@ def check_secl_signature(signed: SignedFlavor, cert: x509.Certificate | PublicKe
     for name, payload in _candidates(signed.flavor):
         for scheme_name, args in schemes:
             try:
-                key.verify(sig, payload, *args)  # type: ignore[arg-type]
+                key.verify(sig, payload, *args)
             except InvalidSignature:
                 continue
             return SeclSignatureCheck("verified", f"{scheme_name} over {name}", name)

@@ -39,6 +39,7 @@ from secl.core.hostmanifest import HostManifest
 from secl.core.manifestbuild import host_manifest_to_json
 from secl.core.pcrevents import SeclJSONError, TpmEvent, freeze, normalize_bank, thaw
 from secl.core.templatecondition import Condition, TemplateConditionError, compile_condition
+from secl.core.vendor import host_vendor
 
 __all__ = [
     "TEMPLATE_PARTS",
@@ -330,16 +331,6 @@ def _description(
         )  # fmt: skip
         desc["label"] = _label(prefix, hardware_uuid, stamp)
     return desc
-
-
-def host_vendor(info: Mapping[str, Any]) -> str:
-    """INTEL for Linux hosts, VMWARE for ESXi, MICROSOFT for Windows (the flavor's ``meta.vendor``)."""
-    os_type, os_name = _s(info, "os_type").lower(), _s(info, "os_name").lower()
-    if os_type == "vmware" or "vmware" in os_name or "esxi" in os_name:
-        return "VMWARE"
-    if os_type == "windows" or "windows" in os_name:
-        return "MICROSOFT"
-    return "INTEL"
 
 
 def create_flavors(

@@ -14,14 +14,16 @@ PCR value a quote vouched for; only then do the paths and digests mean anything.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, NamedTuple
 
 from secl.core.errors import IMALogError
 from secl.core.hashalg import HashAlg
+from secl.core.hextext import hex_problem
 
 IMA_PCR = 10
 LogFormat = Literal["ascii", "binary"]
@@ -35,6 +37,7 @@ _MAX_TEMPLATE_NAME = 64
 # IMA may be configured to any PCR, but a TPM 2.0 has at most 32; anything above is corruption.
 _MAX_PCR = 31
 _TEMPLATE_HASH_ALGS = {20: HashAlg.SHA1, 32: HashAlg.SHA256, 48: HashAlg.SHA384, 64: HashAlg.SHA512}
+_HASHERS_BY_SIZE = {20: hashlib.sha1, 32: hashlib.sha256, 48: hashlib.sha384, 64: hashlib.sha512}
 # Old kernels wrote sha1/md5 d-ng digests without the "algo:\0" prefix; the size is all that is left.
 _UNPREFIXED_DIGEST_ALGS = {20: "sha1", 16: "md5"}
 _FIELD_LAYOUTS = {
@@ -49,11 +52,16 @@ _TEMPLATE_NAME = re.compile(rb"[\x21-\x7e]+")
 _D_NG_PREFIX = re.compile(rb"[\x21-\x7e]+:\0")
 
 
-@dataclass(frozen=True, slots=True)
-class IMAEntry:
-    """One measurement, exactly as the host logged it (untrusted until hashes and replay are checked)."""
+class IMAEntry(NamedTuple):
+    """One measurement, exactly as the host logged it (untrusted until hashes and replay are checked).
 
-    index: int  # 0-based position in the log
+    Immutable like the core's frozen dataclasses, but a NamedTuple: a log holds tens of thousands of
+    entries, and a frozen dataclass's ``__init__`` (one ``object.__setattr__`` per field) cost three times
+    as much to build as the whole tuple (bench/ima.py).
+    """
+
+    # 0-based position in the log. (It shadows tuple.index, which no caller of an entry wants.)
+    index: int  # type: ignore[assignment]
     pcr: int
     template_hash: bytes
     template_name: str
@@ -125,16 +133,19 @@ class IMALog:
     def template_hash_mismatches(self) -> tuple[TemplateHashMismatch, ...]:
         """List the entries whose template hash is wrong; violations and unverifiable ones are skipped."""
         found = []
+        hashers = _HASHERS_BY_SIZE
         for entry in self.entries:
-            if entry.is_violation or entry.template_data is None:
+            data, logged = entry.template_data, entry.template_hash
+            if data is None or not any(logged):  # unverifiable, or a violation
                 continue
-            computed = entry.template_hash_alg.hash(entry.template_data)
-            if computed != entry.template_hash:
+            computed = hashers[len(logged)](data).digest()
+            if computed != logged:
                 found.append(TemplateHashMismatch(entry, computed))
         return tuple(found)
 
     def unverifiable_entries(self) -> tuple[IMAEntry, ...]:
-        return tuple(e for e in self.entries if not e.is_violation and e.template_data is None)
+        # template_data first: it is there for nearly every entry, and cheaper to test than a violation.
+        return tuple(e for e in self.entries if e.template_data is None and not e.is_violation)
 
     def verify_template_hashes(self, *, allow_unverifiable: bool = False) -> None:
         """Raise :class:`IMALogError` unless every entry's template hash matches its data.
@@ -165,10 +176,20 @@ class IMALog:
         is extended with ``bank.hash(template_data)``, which is what kernels extend into non-SHA1 banks.
         """
         alg = bank or self._native_alg()
-        value = bytes(alg.digest_size)
+        size, extend = alg.digest_size, alg.hasher
+        value, violation = bytes(size), b"\xff" * size
         for entry in self.entries:
-            if entry.pcr == pcr:
-                value = alg.hash(value + _extended_digest(entry, alg))
+            if entry.pcr != pcr:
+                continue
+            logged = entry.template_hash
+            if not any(logged):
+                digest = violation
+            elif _TEMPLATE_HASH_ALGS.get(len(logged)) is alg:
+                # The logged hash is what the kernel extended; a wrong one shows up as a replay mismatch.
+                digest = logged
+            else:
+                digest = _extended_digest(entry, alg)
+            value = extend(value + digest)
         return value
 
     @property
@@ -242,8 +263,13 @@ def parse_ascii_ima_log(text: str | bytes) -> IMALog:
     data = text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass")
     text = _decode_ascii_log(data)
     entries: list[IMAEntry] = []
+    append = entries.append
     for number, raw_line in enumerate(text.split("\n"), start=1):
         line = raw_line.removesuffix("\r")
+        entry = _ima_ng_entry(line, len(entries), number)
+        if entry is not None:
+            append(entry)
+            continue
         if not line.strip():
             continue
         try:
@@ -253,6 +279,47 @@ def parse_ascii_ima_log(text: str | bytes) -> IMALog:
     if not entries:
         raise IMALogError("empty IMA log", code="ima-log-empty")
     return IMALog(tuple(entries), "ascii")
+
+
+# The line nearly every log is made of: ``PCR template-hash ima-ng algo:digest path``, read with a split and a
+# few checks. Any other line (another template, an old unprefixed digest, anything malformed) goes through
+# _parse_ascii_line, which reads every template and says what is wrong; both read an ima-ng line alike
+# (tests/test_ima.py).
+_HEX_SIZES = frozenset({40, 64, 96, 128})
+# PCR numbers as the kernel writes them (no leading zeros: "010" takes the general reader's path), and the
+# d-ng prefixes of the kernel's hash algorithm names (an unusual name takes the general reader's path too).
+_PCR_NUMBERS = {str(i): i for i in range(_MAX_PCR + 1)}
+_D_NG_PREFIXES = {
+    name: name.encode() + b":\0"
+    for name in ("md5", "sha1", "rmd160", "sha224", "sha256", "sha384", "sha512", "wp256", "wp384", "wp512",
+                 "tgr128", "tgr160", "tgr192", "sm3", "sm3-256", "streebog256", "streebog512")
+}  # fmt: skip
+_new_tuple = tuple.__new__
+
+
+def _ima_ng_entry(line: str, index: int, number: int) -> IMAEntry | None:
+    parts = line.split(" ", 4)
+    if len(parts) != 5 or parts[2] != "ima-ng":
+        return None
+    pcr_text, hash_hex, _, d_ng_text, path = parts
+    alg, _, digest_hex = d_ng_text.rpartition(":")
+    pcr, prefix = _PCR_NUMBERS.get(pcr_text), _D_NG_PREFIXES.get(alg)
+    if pcr is None or prefix is None or len(hash_hex) not in _HEX_SIZES:
+        return None
+    try:
+        template_hash, digest = bytes.fromhex(hash_hex), bytes.fromhex(digest_hex)
+    except ValueError:
+        return None
+    # fromhex skips whitespace; the exact lengths make sure there was none.
+    if len(template_hash) * 2 != len(hash_hex) or len(digest) * 2 != len(digest_hex):
+        return None
+    d_ng = prefix + digest
+    n_ng = path.encode() + b"\0"
+    data = b"%b%b%b%b" % (_U32.pack(len(d_ng)), d_ng, _U32.pack(len(n_ng)), n_ng)
+    # The path came from UTF-8 text, so it is the name _decode_name would show. tuple.__new__ directly:
+    # the NamedTuple's own __new__ only adds the defaults, and all are given here.
+    fields = (index, pcr, template_hash, "ima-ng", path, alg, digest, data, (d_ng, n_ng), None, None, number)
+    return _new_tuple(IMAEntry, fields)
 
 
 def parse_binary_ima_log(
@@ -319,7 +386,7 @@ def _ascii_field_candidates(name: str, rest: str) -> list[tuple[bytes, ...]]:
         d_ng = _encode_d_ng(digest)
         # The last field is hex, possibly empty, after a space; a path may hold spaces too, so both
         # readings are offered and the template hash picks the one the kernel hashed.
-        readings = []
+        readings: list[tuple[bytes, ...]] = []
         path, _, last = tail.rpartition(" ")
         if path and _HEX.fullmatch(last):
             readings.append((d_ng, path.encode() + b"\0", bytes.fromhex(last)))
@@ -362,7 +429,7 @@ def _checked_pcr(pcr: int | str) -> int:
 
 def _parse_hex(text: str, what: str) -> bytes:
     if not _HEX.fullmatch(text):
-        raise IMALogError(f"{what} is not hex: {text[:80]!r}")
+        raise IMALogError(f"{what} {hex_problem(text)}: {text[:80]!r}")
     return bytes.fromhex(text)
 
 
@@ -442,7 +509,7 @@ def _parse_binary_entry(reader: _Reader, index: int, hash_size: int) -> IMAEntry
 def _split_fields(template_data: bytes, name: str) -> tuple[bytes, ...]:
     """Split template data into its u32-length-prefixed fields; unknown templates may be opaque."""
     reader = _Reader(template_data)
-    fields = []
+    fields: list[bytes] = []
     try:
         while reader.offset < len(template_data):
             fields.append(reader.sized(f"field {len(fields)}"))
@@ -471,7 +538,13 @@ def _build_entry(
 
     ``raw_data`` is the binary log's template data, or None for a line of the ASCII log.
     """
-    common = {"index": index, "pcr": pcr, "template_hash": template_hash, "template_name": name, "line": line}
+    common: dict[str, Any] = {
+        "index": index,
+        "pcr": pcr,
+        "template_hash": template_hash,
+        "template_name": name,
+        "line": line,
+    }
     if name == "ima":
         digest, file_name = fields
         if len(file_name) >= _IMA_NAME_PADDED_SIZE:
@@ -500,7 +573,9 @@ def _build_entry(
     )
 
 
-def _unknown_template_entry(common: dict, fields: tuple[bytes, ...], raw_data: bytes | None) -> IMAEntry:
+def _unknown_template_entry(
+    common: dict[str, Any], fields: tuple[bytes, ...], raw_data: bytes | None
+) -> IMAEntry:
     """Keep an unknown template's fields; only a binary one has exact template data to hash."""
     digest_alg, digest, path = "", b"", ""
     # Most templates start with d-ng and n-ng; when a binary one seems to, show them, relying on nothing.

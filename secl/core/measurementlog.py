@@ -39,6 +39,7 @@ from defusedxml import DefusedXmlException
 from secl.core.appmanifest import DigestAlg, EntryKind
 from secl.core.errors import EvidenceError
 from secl.core.hashalg import HashAlg
+from secl.core.hextext import hex_problem
 
 __all__ = [
     "MAX_MEASUREMENT_BYTES",
@@ -158,7 +159,7 @@ def _digest_text(element: ET.Element, alg: HashAlg, where: str) -> str:
     try:
         digest = bytes.fromhex(text)
     except ValueError:
-        raise MeasurementLogError(f"{where}: {text[:120]!r} is not a hex digest") from None
+        raise MeasurementLogError(f"{where}: digest {text[:120]!r} {hex_problem(text)}") from None
     if len(digest) != alg.digest_size:
         raise MeasurementLogError(f"{where}: {len(digest)}-byte digest, {alg.name} needs {alg.digest_size}")
     return text

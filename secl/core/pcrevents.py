@@ -23,6 +23,7 @@ from typing import Any
 from secl.core.errors import EvidenceError
 from secl.core.eventtypes import event_type_name
 from secl.core.hashalg import HashAlg
+from secl.core.hextext import hex_problem
 
 __all__ = [
     "STARTUP_LOCALITY_TAG",
@@ -139,7 +140,8 @@ class TpmEvent:
             raise SeclJSONError(f"{where}: expected an event object, got {obj!r}")
         measurement = obj.get("measurement")
         if not isinstance(measurement, str) or not _is_hex(measurement):
-            raise SeclJSONError(f"{where}: measurement {measurement!r} is not a hex digest")
+            problem = hex_problem(measurement) if isinstance(measurement, str) else "is not a string"
+            raise SeclJSONError(f"{where}: measurement {measurement!r} {problem or 'is not a hex digest'}")
         type_id = obj.get("type_id", "")
         type_name = obj.get("type_name", "")
         tags = obj.get("tags") or ()

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 
 from secl.core.errors import EvidenceError, QuoteError
 from secl.core.hashalg import HashAlg
+from secl.core.hextext import hex_problem
 from secl.core.tpm import PCRSelection, bitmap_indices
 
 PCRValues = Mapping[HashAlg, Mapping[int, bytes]]
@@ -84,7 +85,11 @@ def _pcr_index(key: str) -> int:
 
 
 def _digest(bank: HashAlg, text: str) -> bytes:
-    value = bytes.fromhex(text[2:] if text[:2].lower() == "0x" else text)
+    digits = text[2:] if text[:2].lower() == "0x" else text
+    try:
+        value = bytes.fromhex(digits)
+    except ValueError:
+        raise _file_error(f"{bank.bank_name} value {text!r} {hex_problem(digits)}") from None
     if len(value) != bank.digest_size:
         raise _file_error(f"{bank.bank_name} value of {len(value)} bytes")
     return value

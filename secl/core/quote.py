@@ -358,7 +358,7 @@ def verify_certify(
             f"certified name {name.hex()} is not the name {expected_name.hex()} of the given public area",
             code="certify-name-mismatch",
         )
-    return VerifiedCertification(name, qualified_name, public.marshal(), int(public.objectAttributes), info)
+    return VerifiedCertification(name, qualified_name, public.marshaled, public.object_attributes, info)
 
 
 def verify_creation(

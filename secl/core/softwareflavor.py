@@ -89,7 +89,7 @@ def software_flavor(log: MeasurementLog, *, source: str | None = None) -> Flavor
     }
     if source:
         description["source"] = source
-    document = {
+    document: dict[str, Any] = {
         "meta": {"schema": {"uri": SOFTWARE_SCHEMA_URI}, "id": log.uuid, "description": description},
         "pcrs": [
             {

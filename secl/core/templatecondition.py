@@ -26,7 +26,7 @@ import math
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from secl.core.errors import EvidenceError
 
@@ -184,7 +184,7 @@ class _Parser:
             pos = match.end()
         self.i = 0
 
-    def fail(self, why: str) -> None:
+    def fail(self, why: str) -> NoReturn:
         raise TemplateConditionError(f"condition {self.source!r}: {why}")
 
     def peek(self) -> str | None:

@@ -1,9 +1,10 @@
-"""TPM 2.0 structures: TPMS_ATTEST, TPMT_SIGNATURE and public areas, decoded with tpm2-pytss.
+"""TPM 2.0 structures: TPMS_ATTEST, TPMT_SIGNATURE and public areas, and attestation keys.
 
-tpm2-pytss (tpm2-tss's ``Tss2_MU_*``) does all unmarshalling; this module only checks that every byte was
-consumed, turns any failure into :class:`TPMStructureError`, and reads the decoded fields into small frozen
-dataclasses. Nothing here decides whether evidence is trustworthy: :class:`AttestInfo` is what the
-bytes claim (unverified), and only :mod:`secl.core.quote` turns it into verified results.
+The structures a verifier receives are read natively (:mod:`secl.core.tpmwire`: a few microseconds each,
+and errors that name the structure, field and offset); tpm2-pytss remains the oracle they are tested
+against, and :func:`unmarshal_exact` still lets callers unmarshal any other structure with it. Nothing
+here decides whether evidence is trustworthy: :class:`AttestInfo` is what the bytes claim (unverified),
+and only :mod:`secl.core.quote` turns it into verified results.
 """
 
 from __future__ import annotations
@@ -16,12 +17,21 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-from tpm2_pytss import ffi as _ffi
 from tpm2_pytss.types import TPM2B_PUBLIC, TPMS_ATTEST, TPMT_PUBLIC, TPMT_SIGNATURE
 
 from secl.core.errors import EvidenceError, TPMStructureError
 from secl.core.hashalg import HashAlg
+from secl.core.tpmwire import (
+    CertifyInfo,
+    CreationInfo,
+    QuoteInfo,
+    RawAttest,
+    TPMPublic,
+    read_attest,
+    read_public,
+    read_public_area,
+    read_signature,
+)
 
 # TCG constants (TPM 2.0 Library Part 2). Plain ints keep the hot path free of enum conversions.
 TPM_GENERATED_VALUE = 0xFF544347
@@ -43,23 +53,7 @@ PCRSelection = tuple[tuple[HashAlg, tuple[int, ...]], ...]
 """A PCR selection in TPM order: (bank, ascending PCR indices) per TPMS_PCR_SELECTION, in wire order."""
 
 _T = TypeVar("_T", TPMS_ATTEST, TPMT_SIGNATURE, TPM2B_PUBLIC, TPMT_PUBLIC)
-
-
-def _c(obj: Any) -> Any:
-    """Return the C struct tpm2-tss unmarshalled into.
-
-    tpm2-pytss wraps every attribute access in a fresh Python object (about 20 µs per field, measured with
-    bench/quote_verify.py), which alone would cost more than the RSA verification of a quote. The C struct
-    holds the very same decoded values, so the hot path reads it directly; tests/test_quote.py pins that
-    both views agree.
-    """
-    return obj._cdata
-
-
-def _tpm2b(field: Any, buffer_name: str = "buffer") -> bytes:
-    # ffi.buffer copies in one memcpy; slicing the cdata array would convert byte by byte (~7 µs for an
-    # RSA signature). tpm2-tss has already bounded ``size`` by the array length while unmarshalling.
-    return _ffi.buffer(getattr(field, buffer_name), field.size)[:]
+_B = TypeVar("_B", QuoteInfo, CertifyInfo, CreationInfo)
 
 
 def unmarshal_exact(cls: type[_T], data: bytes, what: str) -> _T:
@@ -80,65 +74,57 @@ def unmarshal_exact(cls: type[_T], data: bytes, what: str) -> _T:
     return obj
 
 
-@dataclass(frozen=True, slots=True)
-class AttestInfo:
-    """The header fields of a decoded TPMS_ATTEST: untrusted until a ``verify_*`` function checked its signature."""
-
-    magic: int
-    type: int
-    qualified_signer: bytes
-    extra_data: bytes
-    clock: int
-    reset_count: int
-    restart_count: int
-    safe: bool
-    firmware_version: int
-    structure: TPMS_ATTEST
+AttestInfo = RawAttest
+"""The header fields and body of a decoded TPMS_ATTEST: untrusted until a ``verify_*`` function checked its
+signature."""
 
 
 def unmarshal_attest(data: bytes) -> AttestInfo:
-    """Decode a marshalled TPMS_ATTEST (as ``tpm2_quote -m`` writes it)."""
-    attest = unmarshal_exact(TPMS_ATTEST, data, "TPMS_ATTEST")
-    c = _c(attest)
-    clock = c.clockInfo
-    return AttestInfo(
-        magic=c.magic,
-        type=c.type,
-        qualified_signer=_tpm2b(c.qualifiedSigner, "name"),
-        extra_data=_tpm2b(c.extraData),
-        clock=clock.clock,
-        reset_count=clock.resetCount,
-        restart_count=clock.restartCount,
-        safe=bool(clock.safe),
-        firmware_version=c.firmwareVersion,
-        structure=attest,
-    )
+    """Decode a marshalled TPMS_ATTEST (as ``tpm2_quote -m`` writes it).
+
+    A malformed or truncated structure raises :class:`TPMStructureError` naming the field and its offset.
+    """
+    return read_attest(_as_bytes(data, "TPMS_ATTEST"))
+
+
+def _as_bytes(data: Any, what: str) -> bytes:
+    if type(data) is bytes:  # the common case skips the slower isinstance checks
+        return data
+    if not isinstance(data, bytearray | memoryview):
+        raise TPMStructureError(f"{what}: expected bytes, got {type(data).__name__}")
+    return bytes(data)
+
+
+def _body(attest: AttestInfo, kind: type[_B]) -> _B:
+    body = attest.attested
+    if not isinstance(body, kind):
+        raise TPMStructureError(
+            f"attestation of type 0x{attest.type:04x} carries no {kind.__name__}",
+            code="tpm-structure-malformed",
+        )
+    return body
 
 
 def attest_quote_info(attest: AttestInfo) -> tuple[PCRSelection, bytes]:
     """Return the (selection, pcrDigest) of a TPMS_QUOTE_INFO; the caller has checked the type."""
-    quote = _c(attest.structure).attested.quote
-    return _selection(quote.pcrSelect), _tpm2b(quote.pcrDigest)
+    quote = _body(attest, QuoteInfo)
+    return _selection(quote.pcr_select), quote.pcr_digest
 
 
 def attest_certify_info(attest: AttestInfo) -> tuple[bytes, bytes]:
     """Return the (name, qualifiedName) of a TPMS_CERTIFY_INFO."""
-    info = _c(attest.structure).attested.certify
-    return _tpm2b(info.name, "name"), _tpm2b(info.qualifiedName, "name")
+    info = _body(attest, CertifyInfo)
+    return info.name, info.qualified_name
 
 
 def attest_creation_info(attest: AttestInfo) -> tuple[bytes, bytes]:
     """Return the (objectName, creationHash) of a TPMS_CREATION_INFO."""
-    info = _c(attest.structure).attested.creation
-    return _tpm2b(info.objectName, "name"), _tpm2b(info.creationHash)
+    info = _body(attest, CreationInfo)
+    return info.object_name, info.creation_hash
 
 
-def _selection(pcr_select: Any) -> PCRSelection:
-    sels = pcr_select.pcrSelections
-    banks = tuple(
-        _bank_selection(sel.hash, _ffi.buffer(sel.pcrSelect, sel.sizeofSelect)[:])
-        for sel in sels[0 : pcr_select.count]
-    )
+def _selection(pcr_select: tuple[tuple[int, bytes], ...]) -> PCRSelection:
+    banks = tuple(_bank_selection(alg, bitmap) for alg, bitmap in pcr_select)
     if len({bank for bank, _ in banks}) != len(banks):
         # A bank selected twice would make "bank -> indices" ambiguous; no TPM emits it.
         raise TPMStructureError("a PCR bank is selected twice", code="pcr-selection-invalid")
@@ -179,46 +165,29 @@ class TPMSignature:
 
 def unmarshal_signature(data: bytes | TPMT_SIGNATURE) -> TPMSignature:
     """Decode a marshalled TPMT_SIGNATURE (``tpm2_quote -s``, default format) or take a pytss object."""
-    sig = (
-        data if isinstance(data, TPMT_SIGNATURE) else unmarshal_exact(TPMT_SIGNATURE, data, "TPMT_SIGNATURE")
-    )
-    c = _c(sig)
-    scheme = c.sigAlg
-    if scheme in (TPM_ALG_RSASSA, TPM_ALG_RSAPSS):
-        body = c.signature.rsassa  # RSASSA and RSAPSS share TPMS_SIGNATURE_RSA.
-        raw = _tpm2b(body.sig)
-    elif scheme == TPM_ALG_ECDSA:
-        body = c.signature.ecdsa
-        r, s = (int.from_bytes(_tpm2b(p), "big") for p in (body.signatureR, body.signatureS))
-        raw = encode_dss_signature(r, s)
-    else:
-        raise TPMStructureError(
-            f"signature scheme 0x{scheme:04x} is not supported", code="signature-unsupported"
-        )
-    hash_alg = _HASH_BY_ID.get(body.hash)
+    raw = data.marshal() if isinstance(data, TPMT_SIGNATURE) else _as_bytes(data, "TPMT_SIGNATURE")
+    sig = read_signature(raw)
+    hash_alg = _HASH_BY_ID.get(sig.hash_alg)
     if hash_alg is None:
         raise TPMStructureError(
-            f"signature hash 0x{body.hash:04x} is not supported", code="signature-unsupported"
+            f"signature hash 0x{sig.hash_alg:04x} is not supported", code="signature-unsupported"
         )
-    return TPMSignature(scheme, hash_alg, raw)
+    return TPMSignature(sig.scheme, hash_alg, sig.signature)
 
 
-def unmarshal_public(data: bytes) -> TPMT_PUBLIC:
+def unmarshal_public(data: bytes) -> TPMPublic:
     """Decode a TPM2B_PUBLIC (``tpm2_createak -u``) or a bare TPMT_PUBLIC (go-attestation), whichever it is."""
-    data = bytes(data)
-    if len(data) >= 2 and int.from_bytes(data[:2], "big") == len(data) - 2:
-        return unmarshal_exact(TPM2B_PUBLIC, data, "TPM2B_PUBLIC").publicArea
-    return unmarshal_exact(TPMT_PUBLIC, data, "TPMT_PUBLIC")
+    return read_public(_as_bytes(data, "public area"))
 
 
-def public_name(public: TPMT_PUBLIC) -> bytes:
+def _native_public(public: TPMPublic | TPMT_PUBLIC) -> TPMPublic:
+    # tpm2-pytss objects (the trust agent's, the Privacy CA's) are read through their marshalled bytes.
+    return public if isinstance(public, TPMPublic) else read_public_area(public.marshal())
+
+
+def public_name(public: TPMPublic | TPMT_PUBLIC) -> bytes:
     """Return the TPM name (nameAlg ‖ H(TPMT_PUBLIC)) of a public area."""
-    try:
-        return bytes(public.get_name())
-    except Exception as exc:
-        raise TPMStructureError(
-            f"cannot compute the object name: {exc}", code="public-name-unsupported"
-        ) from None
+    return _native_public(public).name()
 
 
 # Dict lookups instead of HashAlg(...) and isinstance on pyca's ABCs: both cost microseconds per quote.
@@ -286,24 +255,35 @@ class AKPublic:
 
 
 def load_ak_public(data: bytes) -> AKPublic:
-    """Load an AK from PEM/DER SubjectPublicKeyInfo, a PEM AIK certificate, a TPM2B_PUBLIC or a TPMT_PUBLIC.
+    """Load an AK from a TPM2B_PUBLIC or TPMT_PUBLIC, PEM or DER SubjectPublicKeyInfo, or an X.509
+    certificate (PEM or DER, e.g. the AIK certificate a Privacy CA issued).
 
     A TPM public area must describe a restricted signing key: only such a key refuses to sign data that
     starts with TPM_GENERATED_VALUE, which is what makes its quotes mean anything.
     """
-    data = bytes(data)
+    data = _as_bytes(data, "AK")
+    if data[:1] == b"\x00":  # a TPMT_PUBLIC's type, or a TPM2B_PUBLIC's size: both start with a zero octet
+        return ak_from_public_area(read_public(data))
     if data.lstrip().startswith(b"-----BEGIN CERTIFICATE"):
         return AKPublic(_load_spki(_certificate_key, data))
     if data.lstrip().startswith(b"-----BEGIN"):
         return AKPublic(_load_spki(serialization.load_pem_public_key, data))
     if data[:1] == b"\x30":
-        return AKPublic(_load_spki(serialization.load_der_public_key, data))
-    return ak_from_public_area(unmarshal_public(data))
+        return AKPublic(_load_spki(_der_key, data))
+    return ak_from_public_area(read_public(data))
 
 
 def _certificate_key(data: bytes) -> Any:
     # An AIK certificate from a Privacy CA (SecL's "aik" field) carries the AK's SubjectPublicKeyInfo.
     return x509.load_pem_x509_certificate(data).public_key()
+
+
+def _der_key(data: bytes) -> Any:
+    try:
+        return serialization.load_der_public_key(data)
+    except ValueError:
+        # Not a SubjectPublicKeyInfo: a DER certificate is the other SEQUENCE an operator may hold.
+        return x509.load_der_x509_certificate(data).public_key()
 
 
 def _load_spki(loader: Any, data: bytes) -> AKKey:
@@ -318,37 +298,30 @@ def _load_spki(loader: Any, data: bytes) -> AKKey:
     return key
 
 
-def ak_from_public_area(public: TPMT_PUBLIC) -> AKPublic:
-    """Build an :class:`AKPublic` from a decoded public area."""
-    c = _c(public)
-    attributes = int(c.objectAttributes)
+def ak_from_public_area(public: TPMPublic | TPMT_PUBLIC) -> AKPublic:
+    """Build an :class:`AKPublic` from a public area (read natively, or a tpm2-pytss object)."""
+    area = _native_public(public)
+    attributes = area.object_attributes
     needed = TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_SIGN_ENCRYPT
     if attributes & needed != needed:
         raise TPMStructureError(
             f"AK attributes 0x{attributes:08x} do not describe a restricted signing key",
             code="ak-not-restricted-signing",
         )
-    if c.type == TPM_ALG_RSA:
-        scheme = c.parameters.rsaDetail.scheme
-    elif c.type == TPM_ALG_ECC:
-        scheme = c.parameters.eccDetail.scheme
-    else:
-        raise TPMStructureError(f"AK type 0x{c.type:04x} is not RSA or ECC", code="ak-key-unsupported")
     try:
-        pem = public.to_pem()
-    except Exception as exc:
+        key = area.public_key()
+    except TPMStructureError as exc:
         raise TPMStructureError(
-            f"cannot convert the AK public area: {exc}", code="ak-key-unsupported"
+            f"cannot use the AK public area: {exc.message}", code="ak-key-unsupported"
         ) from None
-    key = _load_spki(serialization.load_pem_public_key, pem)
+    scheme = area.parameters.scheme
     fixed, fixed_hash = None, None
     if scheme.scheme != TPM_ALG_NULL:
         fixed = scheme.scheme
-        try:
-            fixed_hash = HashAlg(scheme.details.anySig.hashAlg)
-        except ValueError:
-            raise TPMStructureError("AK scheme hash is not supported", code="ak-key-unsupported") from None
-    return AKPublic(key, public.marshal(), public_name(public), fixed, fixed_hash)
+        fixed_hash = _HASH_BY_ID.get(scheme.hash_alg) if scheme.hash_alg is not None else None
+        if fixed_hash is None:
+            raise TPMStructureError("AK scheme hash is not supported", code="ak-key-unsupported")
+    return AKPublic(key, area.marshaled, area.name(), fixed, fixed_hash)
 
 
 def name_hash_alg(name: bytes) -> HashAlg:

@@ -1,8 +1,10 @@
 """Which rules a flavor gets, applying them to a host manifest, and the trust report (with SecL's JSON).
 
 ``rules_for_flavor`` follows SecL's rule factory. The vendor comes from ``meta.vendor``; when that is
-``UNKNOWN`` (or absent) it is derived from the host, as SecL does (VMware ESXi → VMWARE, Windows →
-MICROSOFT, anything else → INTEL, i.e. Linux). Then, per flavor part:
+``UNKNOWN`` (or absent) it is derived from the host's OS, as the Java HVS did (Linux → INTEL, VMware ESXi →
+VMWARE, Windows → MICROSOFT), and a host whose OS says none of these is refused with a
+:class:`~secl.core.vendor.VendorError` (``vendor-undetermined``), as SecL's Go HVS refuses it, instead of
+being judged with the Intel rules by default (:mod:`secl.core.vendor`). Then, per flavor part:
 
 - INTEL, PLATFORM/OS/HOST_UNIQUE: AikCertificateTrusted; ASSET_TAG: TagCertificateTrusted, AssetTagMatches;
   SOFTWARE: XmlMeasurementsDigestEquals, XmlMeasurementLogIntegrity, XmlMeasurementLogEquals.
@@ -32,7 +34,6 @@ from typing import Any
 
 from cryptography import x509
 
-from secl.core.errors import EvidenceError
 from secl.core.flavor import FLAVOR_PARTS, Flavor, SignedFlavor
 from secl.core.hostmanifest import HostManifest
 from secl.core.rules import (
@@ -58,6 +59,8 @@ from secl.core.rules_software import (
     XmlMeasurementsDigestEquals,
 )
 from secl.core.rules_trust import AikCertificateTrusted, FlavorTrusted
+from secl.core.vendor import TrustPolicyError, VendorError
+from secl.core.vendor import resolve_vendor as vendor_for
 from secl.core.verifymemo import VerificationMemo
 
 __all__ = [
@@ -67,6 +70,7 @@ __all__ = [
     "TrustAnchors",
     "TrustPolicyError",
     "TrustReport",
+    "VendorError",
     "build_trust_report",
     "evaluate_flavor",
     "resolve_vendor",
@@ -83,12 +87,6 @@ DEFAULT_MATCH_POLICY: Mapping[str, str] = {
     "ASSET_TAG": "ANY_OF",
     "SOFTWARE": "ALL_OF",
 }
-
-
-class TrustPolicyError(EvidenceError):
-    """No rules can be built for a flavor (unsupported vendor or TPM version)."""
-
-    code = "trust-policy-unsupported"
 
 
 @dataclass(frozen=True)
@@ -109,17 +107,12 @@ class TrustAnchors:
 
 
 def resolve_vendor(flavor: Flavor, manifest: HostManifest) -> str:
-    """INTEL, VMWARE or MICROSOFT: the flavor's vendor, or the host's when the flavor says UNKNOWN."""
-    vendor = (flavor.meta.vendor or "UNKNOWN").upper()
-    if vendor != "UNKNOWN":
-        return vendor
-    os_type = str(manifest.host_info.get("os_type", "")).lower()
-    os_name = manifest.os_name.lower()
-    if os_type == "vmware" or "vmware" in os_name or "esxi" in os_name:
-        return "VMWARE"
-    if os_type == "windows" or "windows" in os_name or "microsoft" in os_name:
-        return "MICROSOFT"
-    return "INTEL"
+    """INTEL, VMWARE or MICROSOFT: the flavor's vendor, or the host's when the flavor says UNKNOWN.
+
+    Raises :class:`VendorError` when the flavor says UNKNOWN and the host's OS is unknown or blank, and
+    :class:`TrustPolicyError` for a vendor SecL has no policy for.
+    """
+    return vendor_for(flavor.meta.vendor, manifest.host_info, flavor_id=flavor.id)
 
 
 def _tpm_version(flavor: Flavor, manifest: HostManifest) -> str:
@@ -218,7 +211,7 @@ def rules_for_flavor(
         policy = VMWARE_POLICY
     elif vendor == "INTEL":
         policy = INTEL_POLICY
-    else:
+    else:  # MICROSOFT: SecL's Windows policy is not implemented
         raise TrustPolicyError(f"flavor {plain.id}: vendor {vendor} is not supported")
     part = plain.flavor_part
     rules = _anchored_rules(vendor, plain, trust)

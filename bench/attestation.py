@@ -133,7 +133,6 @@ def _filesystem(path: Path) -> str:
 def _start_gunicorn(config: Any, work: Path) -> Any:
     from secl.central.config import ENV_PREFIX
     from secl.central.keyfiles import KeyFiles
-
     from tests.live_central import GUNICORN, WSGI_APP, LiveCentral, _toml
 
     with socket.socket() as s:
@@ -195,7 +194,6 @@ def start_stack(work: Path, log_name: str) -> Stack:
     from secl.central.config import CentralConfig
     from secl.central.context import open_services, services_of
     from secl.central.setup import run_setup
-
     from tests.agent_harness import admin_headers, api, provision_agent
     from tests.central_fixtures import CentralState
 
@@ -314,10 +312,11 @@ def recorded_report(stack: Stack, recorded: Recorded, *, cold: bool = False) -> 
 def bench_recorded(
     stack: Stack, seconds: float, want_profile: bool, log_name: str
 ) -> tuple[float, float, float]:
+    from sqlalchemy import func, select
+
     from secl.central.evidence.agentclient import decode_quote_response
     from secl.central.reports.worker import BATCH_SIZE
     from secl.central.store.hvs_report_models import Report
-    from sqlalchemy import func, select
 
     recorded = record_evidence(stack)
     assert recorded_report(stack, recorded), "the recorded host must be trusted by its own flavors"

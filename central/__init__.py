@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, Response, jsonify
+
 from secl.central.config import CentralConfig, ConfigError, load_config
 from secl.central.context import NotSetUp, install, open_services
 from secl.central.endpoints import register_request_state

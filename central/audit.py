@@ -5,8 +5,9 @@ from __future__ import annotations
 from contextvars import ContextVar
 from typing import Any
 
-from secl.central.store.models import AuditEvent
 from sqlalchemy.orm import Session
+
+from secl.central.store.models import AuditEvent
 
 #: The address of the caller whose request is being served, "" outside a request. The web layer sets it
 #: for each request (:func:`secl.central.endpoints.register_request_state`), so the services that write

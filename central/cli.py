@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TextIO
 
 import click
+
 from secl.central.config import CentralConfig, ConfigError, load_config
 
 

@@ -23,12 +23,13 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from pydantic import BaseModel, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
+from sqlalchemy.orm import Session
+
 from secl.central import audit
 from secl.central.auth import Principal, authenticate
 from secl.central.cms.enrollment import principal_for
 from secl.central.context import CentralServices, services_of
 from secl.central.errors import Forbidden, Invalid, UnsupportedMediaType
-from sqlalchemy.orm import Session
 
 
 class _Public:

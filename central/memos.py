@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from secl.central.flavorgroups.schemas import FlavorMatchPolicy
-
 from secl.core.ekcert import LoadedCertificate
 from secl.core.flavor import SignedFlavor
 from secl.core.manifestbuild import ManifestMemo

@@ -7,9 +7,9 @@ from typing import Any
 
 from flask import Flask
 from pydantic import TypeAdapter
-from secl.central.endpoints import EndpointSpec
 
 from secl import __version__
+from secl.central.endpoints import EndpointSpec
 
 _CONVERTER = re.compile(r"<(?:[a-z]+:)?([A-Za-z_][A-Za-z0-9_]*)>")
 _ERROR_SCHEMA = {

@@ -18,6 +18,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+
 from secl.central.aas import service as aas_service
 from secl.central.aas.tokens import generate_signing_key
 from secl.central.cms import pki

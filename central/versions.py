@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from flask import Blueprint
 from pydantic import BaseModel
-from secl.central.endpoints import PUBLIC, endpoint
 
 from secl import __version__
+from secl.central.endpoints import PUBLIC, endpoint
 
 
 class VersionOut(BaseModel):

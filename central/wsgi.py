@@ -6,9 +6,10 @@ imported once in the arbiter before it reports READY=1: a central that is not se
 and says why in one line instead of a traceback.
 """
 
+from sqlalchemy.exc import OperationalError
+
 from secl.central import ConfigError, NotSetUp, create_app
 from secl.central.context import services_of
-from sqlalchemy.exc import OperationalError
 
 try:
     app = create_app()

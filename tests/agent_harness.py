@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pytest
 import requests
-from secl.trustagent.hostinfo import SECURE_BOOT_VARIABLE
 
 from secl.core.hashalg import HashAlg
 from secl.host.tpm import TPMAdapter
+from secl.trustagent.hostinfo import SECURE_BOOT_VARIABLE
 from tests.agent_process import (
     RunningAgent,
     admin_headers,

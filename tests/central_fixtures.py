@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+
 from secl.central import create_app
 from secl.central.config import CentralConfig
 from secl.central.setup import run_setup

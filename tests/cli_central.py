@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 from flask import Flask
-from secl.central.keyfiles import KeyFiles
 from werkzeug.serving import make_server
 
+from secl.central.keyfiles import KeyFiles
 from secl.cli.main import cli
 from tests.central_fixtures import CentralState
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
+
 from secl.trustagent.agenttpm import AgentTPM
 from secl.trustagent.api import create_app
 from secl.trustagent.config import TrustAgentConfig
-
 from tests.corpus import corpus_path
 from tests.firmware_boot import HOSTINFO, OVMF_LOG, boot
 from tests.swtpm import RunningSwtpm

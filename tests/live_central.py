@@ -22,9 +22,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
+
 from secl.central.config import ENV_PREFIX, CentralConfig
 from secl.central.keyfiles import KeyFiles
-
 from tests.central_fixtures import CentralState
 
 READY_TIMEOUT = 60.0

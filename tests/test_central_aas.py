@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from flask.testing import FlaskClient
-from secl.central import create_app
 
+from secl.central import create_app
 from tests.central_fixtures import CentralState, login
 
 
@@ -105,6 +105,7 @@ def test_bad_input_is_4xx_with_a_code(client: FlaskClient, admin_headers: dict[s
 
 def test_an_unset_central_refuses_to_start_and_says_what_to_run(tmp_path):
     import pytest
+
     from secl.central import NotSetUp
     from secl.central.config import CentralConfig
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 from flask.testing import FlaskClient
-from secl.central.aas.privileges import Authority
 
+from secl.central.aas.privileges import Authority
 from tests.central_fixtures import CentralState, login
 
 PASSWORD = "a long enough password"

@@ -32,6 +32,7 @@ import pytest
 from click.testing import CliRunner, Result
 from cryptography import x509
 from flask import Flask
+
 from secl.central import create_app
 from secl.central.context import services_of
 from secl.central.evidence import verify as verifier
@@ -41,7 +42,6 @@ from secl.central.reports.worker import Worker
 from secl.central.store.hvs_flavor_models import Host
 from secl.central.store.hvs_report_models import Report
 from secl.central.tags import store as tagstore
-
 from secl.cli.main import cli
 from secl.core.assettag import ASSET_TAG_NV_INDEX, TagSelection
 from secl.core.attestation import verify_attestation_result

@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+
 from secl.central.context import services_of
 from secl.central.evidence.agentclient import AgentBadResponse, decode_quote_response
 from secl.central.keyfiles import KeyFiles
 from secl.central.store.hvs_tag_models import TagCertificateRecord
 from secl.central.tags import store as tagstore
-
 from secl.core.assettag import TagSelection, parse_tag_certificate
 from tests.central_fixtures import CentralState
 

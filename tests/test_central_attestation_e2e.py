@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 from flask import Flask
+
 from secl.central import create_app
 from secl.central.context import services_of
 from secl.central.evidence import verify as verifier
@@ -45,7 +46,6 @@ from secl.central.keys import load_issuer
 from secl.central.reports.judge import judge
 from secl.central.store.hvs_flavor_models import Host, StoredFlavor
 from secl.central.store.hvs_report_models import HostManifestRecord, Report
-
 from secl.core.attestation import verify_attestation_result
 from tests.agent_harness import CHANGED_BOOT, HARDWARE_UUID, ProvisionedAgent, admin_headers, api
 from tests.central_fixtures import CentralState

@@ -17,12 +17,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select, update
+
 from secl.central import create_app
 from secl.central.cli import cli
 from secl.central.cms import enrollment, pki
 from secl.central.store.models import AuditEvent, EnrollmentToken, utcnow
-from sqlalchemy import select, update
-
 from tests.central_fixtures import CentralState
 
 HOST = "node1.example.com"

@@ -10,6 +10,7 @@ from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
+
 from secl.central.context import services_of
 from secl.central.reports.hostpolicy import load_host_policies, load_host_policy
 from secl.central.store.hvs_flavor_models import Host

@@ -14,14 +14,14 @@ import pytest
 from cryptography import x509
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import update
+
 from secl.central import create_app
 from secl.central.context import services_of
 from secl.central.flavors.store import FlavorSignatureInvalid, load_verified_flavors
 from secl.central.flavortemplates.service import ensure_default_templates
 from secl.central.keyfiles import KeyFiles
 from secl.central.store.hvs_flavor_models import Host, StoredFlavor
-from sqlalchemy import update
-
 from secl.core.flavor import parse_signed_flavors
 from secl.core.flavorsign import SIGNATURE_SCHEME, verify_flavor_signature
 from tests.central_fixtures import CentralState

@@ -8,12 +8,13 @@ import json
 import pkgutil
 from pathlib import Path
 
-import secl.central
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, text
+
+import secl.central
 from secl.central.store.migrate import current_revision, head_revision, upgrade
 from secl.central.store.models import Base
-from sqlalchemy import create_engine, text
 
 
 def _import_every_model() -> None:

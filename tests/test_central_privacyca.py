@@ -21,15 +21,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from flask import Flask
 from flask.testing import FlaskClient
-from secl.central import create_app
-from secl.central.keyfiles import KeyFiles
-from secl.central.store.hvs_models import AIKChallenge, EndorsementCA
-from secl.central.store.models import AuditEvent
 from sqlalchemy import select, text, update
 from tpm2_pytss.constants import ESYS_TR, TPMA_OBJECT
 from tpm2_pytss.TSS2_Exception import TSS2_Exception
 from tpm2_pytss.types import TPM2B_PUBLIC
 
+from secl.central import create_app
+from secl.central.keyfiles import KeyFiles
+from secl.central.store.hvs_models import AIKChallenge, EndorsementCA
+from secl.central.store.models import AuditEvent
 from secl.host.tpm import TPMAdapter, TPMKey
 from tests.central_fixtures import CentralState
 from tests.privacyca_client import (

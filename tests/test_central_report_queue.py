@@ -34,6 +34,8 @@ import pytest
 from cryptography import x509
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select, text
+
 from secl.central import create_app
 from secl.central.context import services_of
 from secl.central.keyfiles import KeyFiles
@@ -44,8 +46,6 @@ from secl.central.store.db import Database
 from secl.central.store.hvs_flavor_models import Host
 from secl.central.store.hvs_job_models import ReportJob
 from secl.central.store.hvs_report_models import HostManifestRecord, Report
-from sqlalchemy import select, text
-
 from secl.core.attestation import verify_attestation_result
 from tests.agent_harness import CHANGED_BOOT, HARDWARE_UUID, ProvisionedAgent, admin_headers, api
 from tests.central_fixtures import CentralState

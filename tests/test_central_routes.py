@@ -37,11 +37,11 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+
 from secl.central.aas.tokens import ISSUER, TokenService
 from secl.central.endpoints import AUTHENTICATED, PUBLIC, EndpointSpec
 from secl.central.keyfiles import KeyFiles
 from secl.central.openapi import endpoint_specs
-
 from tests.central_fixtures import CentralState
 
 DUMMY_ID = "00000000-0000-4000-8000-000000000000"

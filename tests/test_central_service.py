@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 import requests
+
 import secl.central
 from secl.central.config import CentralConfig, load_config
-
 from tests.central_fixtures import CentralState
 from tests.live_central import GUNICORN, WSGI_APP, LiveCentral
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from secl.central.aas import tokens
 from secl.central.aas.tokens import TokenService, generate_signing_key
 from secl.central.errors import Unauthorized

@@ -15,13 +15,13 @@ from typing import Any
 
 import pytest
 from flask import Flask
+
 from secl.central import create_app
 from secl.central.context import services_of
 from secl.central.evidence import fetch
 from secl.central.evidence.agentclient import AgentClient
 from secl.central.reports import jobs
 from secl.central.reports.worker import Worker
-
 from tests.agent_harness import ProvisionedAgent, admin_headers, api
 from tests.central_fixtures import CentralState
 from tests.live_central import LiveCentral

@@ -10,11 +10,12 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from sqlalchemy.exc import IntegrityError
+
 from secl.central.context import install, services_of
 from secl.central.memos import EvidenceMemos, Memos
 from secl.central.reports.sign import insert_reports
 from secl.central.store.hvs_flavor_models import Host
-from sqlalchemy.exc import IntegrityError
 
 
 def _memos(app: Flask, hosts: int) -> EvidenceMemos:

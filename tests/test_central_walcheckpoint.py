@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from secl.central.store.db import Database
-from secl.central.store.walcheckpoint import BACKSTOP_PAGES, DEFAULT_PAGES
 from sqlalchemy import text
 
+from secl.central.store.db import Database
+from secl.central.store.walcheckpoint import BACKSTOP_PAGES, DEFAULT_PAGES
 from tests.central_fixtures import PostgresCluster
 
 

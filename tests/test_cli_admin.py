@@ -14,8 +14,8 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
-from secl.central.cms import pki
 
+from secl.central.cms import pki
 from tests.central_fixtures import CentralState
 from tests.cli_central import Central, assert_one_line_error
 

@@ -21,6 +21,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
+
 from secl.central.config import ConfigError, load_config
 from secl.central.kbs import keymaterial
 from secl.central.kbs.keystore import (
@@ -33,7 +34,6 @@ from secl.central.kbs.keystore import (
 )
 from secl.central.kbs.keystores import key_store_from_config
 from secl.central.kbs.sealedstore import SealedKeyStore, new_kek, write_kek
-
 from tests.kmip_server import (
     INSTALL_HINT,
     Credential,

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
 from secl.central.kbs import keymaterial
 from secl.central.kbs.keystore import (
     KeyAlgorithm,

@@ -15,9 +15,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
+
 from secl.central.kbs.transfer import TransferEvidence, TrustAnchors, authorize_transfer
 from secl.central.kbs.transferpolicy import TransferPolicy, TransferRefused, parse_usage_tags
-
 from secl.core.attestation import AttestationResult, sign_attestation_result
 from secl.core.certifiedkey import KeyUsage, build_certified_key_certificate, verify_certified_key
 from secl.core.keywrap import wrap_key

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from secl.central.kbs.transferpolicy import (
     PolicyInvalid,
     TransferPolicy,
@@ -11,7 +12,6 @@ from secl.central.kbs.transferpolicy import (
     parse_usage_tags,
     usage_string,
 )
-
 from secl.core.attestation import AttestationResult
 
 NOW = 1_800_000_000

@@ -16,8 +16,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from secl.trustagent.agenttpm import AgentTPM
-from secl.trustagent.api import create_app
 
 from secl.core.errors import QuoteError, ReplayError
 from secl.core.eventlog import parse_event_log, pcr_banks_from_json
@@ -25,6 +23,8 @@ from secl.core.hashalg import HashAlg
 from secl.core.quote import verify_quote
 from secl.core.tpm import load_ak_public
 from secl.host.tpm import TPMAdapter
+from secl.trustagent.agenttpm import AgentTPM
+from secl.trustagent.api import create_app
 from tests.corpus import corpus_path
 from tests.firmware_boot import OVMF_LOG
 from tests.inprocess_agent import Agent, agent_config

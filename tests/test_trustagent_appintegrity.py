@@ -18,10 +18,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
-from secl.trustagent.agenttpm import AgentTPM
-from secl.trustagent.api import create_app
-from secl.trustagent.appintegrity import install_default_manifests, render_default_manifest
-from secl.trustagent.config import TrustAgentConfig
 from werkzeug.test import Client
 
 from secl.core.appeventlog import parse_event_log, replay
@@ -33,6 +29,10 @@ from secl.core.pcrevents import PcrRef
 from secl.core.quote import verify_quote
 from secl.core.tpm import load_ak_public
 from secl.host.measure import measure
+from secl.trustagent.agenttpm import AgentTPM
+from secl.trustagent.api import create_app
+from secl.trustagent.appintegrity import install_default_manifests, render_default_manifest
+from secl.trustagent.config import TrustAgentConfig
 from tests.corpus import corpus_path
 from tests.firmware_boot import OVMF_LOG, boot
 from tests.inprocess_agent import agent_config

@@ -14,10 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from secl.trustagent import assettag
-from secl.trustagent.agenttpm import AgentTPM
-from secl.trustagent.api import create_app
-from secl.trustagent.cli import _asset_tag_index
 from tpm2_pytss.constants import TPMA_NV
 
 from secl.core.assettag import ASSET_TAG_NV_INDEX
@@ -26,6 +22,10 @@ from secl.core.eventlog import pcr_banks_from_json
 from secl.core.quote import secl_qualifying_data, verify_quote
 from secl.core.tpm import load_ak_public
 from secl.host.tpm import TPMAdapter, TPMError
+from secl.trustagent import assettag
+from secl.trustagent.agenttpm import AgentTPM
+from secl.trustagent.api import create_app
+from secl.trustagent.cli import _asset_tag_index
 from tests.inprocess_agent import Agent, agent_config
 from tests.swtpm import RunningSwtpm
 from tests.tpm2tools import require_tool

@@ -9,6 +9,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+
+from secl.core.hashalg import HashAlg
+from secl.host.tpm import TPMAdapter
 from secl.trustagent.hostinfo import (
     SECURE_BOOT_VARIABLE,
     HostInfoError,
@@ -22,9 +25,6 @@ from secl.trustagent.hostinfo import (
     tpm_facts,
     txt_enabled,
 )
-
-from secl.core.hashalg import HashAlg
-from secl.host.tpm import TPMAdapter
 from tests.corpus import corpus_path
 from tests.swtpm import RunningSwtpm
 

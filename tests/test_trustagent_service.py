@@ -25,18 +25,18 @@ from pathlib import Path
 
 import pytest
 import requests
-import secl.trustagent
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from secl.central.keyfiles import KeyFiles
-from secl.trustagent.config import TrustAgentConfig, load_config
 
+import secl.trustagent
+from secl.central.keyfiles import KeyFiles
 from secl.core.eventlog import parse_event_log, pcr_banks_from_json
 from secl.core.quote import verify_quote
 from secl.core.tpm import load_ak_public
 from secl.host.tpm import TPMAdapter
+from secl.trustagent.config import TrustAgentConfig, load_config
 from tests.agent_process import (
     AGENT,
     admin_headers,

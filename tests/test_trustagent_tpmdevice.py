@@ -8,11 +8,11 @@ sees on this machine: no tpmrm device, and a clear error.
 from __future__ import annotations
 
 import pytest
-from secl.trustagent.config import TrustAgentConfig
 
 from secl.core.hashalg import HashAlg
 from secl.host.tpm import TPMAdapter, TPMError
 from secl.host.tpmdevice import find_resource_manager, resolve_tcti, udev_resource_managers
+from secl.trustagent.config import TrustAgentConfig
 from tests.swtpm import RunningSwtpm
 
 

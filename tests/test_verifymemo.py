@@ -7,8 +7,8 @@ from types import MappingProxyType
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
-from secl.central.cms import pki
 
+from secl.central.cms import pki
 from secl.core.flavor import SignedFlavor, parse_flavor
 from secl.core.flavorsign import FlavorSignatureError, sign_flavor, verify_flavor_signature
 from secl.core.rules_trust import chains_to

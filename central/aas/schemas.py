@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, field_validator
+
 from secl.central.schemas import Strict
 
 _PERMISSION = re.compile(r"^[A-Za-z*][A-Za-z0-9_*-]*:[A-Za-z*][A-Za-z0-9_*-]*:[A-Za-z*][A-Za-z0-9_*-]*$")

@@ -5,6 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
 from secl.central import audit
 from secl.central.aas.passwords import dummy_hash, hash_password, needs_rehash, verify_password
 from secl.central.aas.privileges import Authority, is_administrator, role_permissions
@@ -12,9 +16,6 @@ from secl.central.aas.tokens import TokenService
 from secl.central.auth import Principal
 from secl.central.errors import Conflict, Forbidden, Invalid, Locked, NotFound, Unauthorized
 from secl.central.store.models import AuditEvent, Role, User, utcnow
-from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 ADMIN_ROLE = "administrator"
 ADMIN_PERMISSIONS = ["*:*:*"]

@@ -18,6 +18,7 @@ from pathlib import Path
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+
 from secl.central.auth import Principal
 from secl.central.errors import Unauthorized
 

@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 from flask import Blueprint
+
 from secl.central.aas import service
 from secl.central.aas.privileges import Authority
 from secl.central.aas.schemas import (

@@ -16,13 +16,14 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
 from secl.central import audit
 from secl.central.auth import Principal
 from secl.central.errors import NotFound, Unauthorized
 from secl.central.store.db import rowcount
 from secl.central.store.models import EnrollmentToken, utcnow
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
 
 DEFAULT_TTL_SECONDS = 3600
 MAX_TTL_SECONDS = 30 * 86400

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, field_validator
+
 from secl.central.cms.enrollment import DEFAULT_TTL_SECONDS, MAX_TTL_SECONDS, MAX_USES, normalize_host
 from secl.central.schemas import Strict
 

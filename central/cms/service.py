@@ -14,12 +14,13 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from secl.central import audit
 from secl.central.cms import enrollment, pki
 from secl.central.errors import Forbidden, Invalid, ServiceError, Unauthorized
 from secl.central.store.models import EnrollmentToken, IssuedCertificate
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 _EC_CURVES = ("secp256r1", "secp384r1")
 _RSA_BITS = (2048, 8192)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response, g, request
+
 from secl.central.cms import enrollment, pki, service
 from secl.central.cms.schemas import (
     CACertificateOut,

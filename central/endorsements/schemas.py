@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
+
 from secl.central.schemas import Strict, UUIDStr
 
 

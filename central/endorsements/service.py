@@ -22,15 +22,15 @@ import textwrap
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
 from secl.central import audit
 from secl.central.context import CentralServices
 from secl.central.errors import Conflict, Invalid, NotFound
 from secl.central.store.hvs_models import EndorsementCA, TpmEndorsement
 from secl.central.store.models import utcnow
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
-
 from secl.core.ekcert import LoadedCertificate, load_certificates, load_ek_certificate
 from secl.core.errors import EKCertificateError
 

@@ -4,6 +4,7 @@ certificates the Privacy CA accepts (see :mod:`secl.central.endorsements.service
 from __future__ import annotations
 
 from flask import Blueprint
+
 from secl.central.endorsements import service
 from secl.central.endorsements.schemas import (
     EndorsementCACreate,

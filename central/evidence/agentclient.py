@@ -25,9 +25,9 @@ from urllib.parse import urlsplit
 import orjson
 import pybase64
 import requests
+
 from secl.central.evidence.hostinfo import ClaimedHostInfo
 from secl.central.keyfiles import KeyFiles
-
 from secl.core.assettag import ASSET_TAG_NV_SIZE
 
 CONNECT_TIMEOUT = 5.0

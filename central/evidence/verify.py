@@ -34,6 +34,9 @@ from types import MappingProxyType
 from typing import Any
 
 from cryptography import x509
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from secl.central.context import CentralServices
 from secl.central.errors import Conflict
 from secl.central.evidence.agentclient import AgentClient, AgentError, QuoteResponse
@@ -42,9 +45,6 @@ from secl.central.evidence.hostinfo import ClaimedHostInfo, VerifiedHost
 from secl.central.memos import EvidenceMemos
 from secl.central.store.hvs_flavor_models import Host
 from secl.central.store.models import utcnow
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from secl.core.appeventlog import parse_event_log as parse_app_event_log
 from secl.core.appeventlog import render_event_log
 from secl.core.attestation import evidence_digest, evidence_digest_from_log_sha256

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, model_validator
+
 from secl.central.schemas import FlavorPart, GroupName, Strict, UUIDStr
 
 MatchType = Literal["ANY_OF", "ALL_OF", "LATEST"]

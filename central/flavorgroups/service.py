@@ -15,6 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
 from secl.central import audit
 from secl.central.errors import Conflict, Invalid, NotFound
 from secl.central.flavorgroups.schemas import FlavorMatchPolicy
@@ -25,9 +29,6 @@ from secl.central.store.hvs_flavor_models import (
     flavorgroup_flavors,
     host_flavorgroups,
 )
-from sqlalchemy import delete, func, insert, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 AUTOMATIC = "automatic"
 HOST_UNIQUE = "host_unique"

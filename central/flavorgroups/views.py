@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint
+
 from secl.central.endpoints import current_principal, db, endpoint
 from secl.central.flavorgroups import service
 from secl.central.flavorgroups.schemas import (

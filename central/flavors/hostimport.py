@@ -22,6 +22,8 @@ import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from sqlalchemy.orm import Session
+
 from secl.central import audit
 from secl.central.context import CentralServices
 from secl.central.errors import Conflict
@@ -31,8 +33,6 @@ from secl.central.flavors.schemas import FlavorCollectionIn, FlavorCreate
 from secl.central.flavors.service import commit_flavors
 from secl.central.flavortemplates.service import active_templates
 from secl.central.store.hvs_flavor_models import Host, StoredFlavor
-from sqlalchemy.orm import Session
-
 from secl.core.errors import EvidenceError
 from secl.core.flavortemplate import create_flavors, parse_flavor_template
 from secl.core.pcrevents import thaw

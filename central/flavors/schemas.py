@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
-from secl.central.schemas import ConnectionString, FlavorPart, GroupName, Strict, UUIDStr
 
+from secl.central.schemas import ConnectionString, FlavorPart, GroupName, Strict, UUIDStr
 from secl.core.appmanifest import MAX_MANIFEST_BYTES
 
 FlavorDoc = dict[str, Any]

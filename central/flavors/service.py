@@ -8,15 +8,16 @@ naming it, and the server log says so as an error (:func:`secl.central.flavors.s
 
 from __future__ import annotations
 
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
 from secl.central import audit
 from secl.central.context import CentralServices
 from secl.central.errors import Conflict, NotFound
 from secl.central.flavors import store
 from secl.central.flavors.schemas import FlavorCreate
 from secl.central.store.hvs_flavor_models import StoredFlavor, flavorgroup_flavors
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 
 def get_flavor(session: Session, flavor_id: str) -> StoredFlavor:

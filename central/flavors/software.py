@@ -24,6 +24,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from secl.central import audit
 from secl.central.context import CentralServices
 from secl.central.errors import Conflict, Invalid, NotFound
@@ -34,9 +37,6 @@ from secl.central.flavors.schemas import FlavorCollectionIn, FlavorCreate
 from secl.central.flavors.service import commit_flavors
 from secl.central.hosts.service import get_host, get_host_by_connection
 from secl.central.store.hvs_flavor_models import Host, StoredFlavor
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from secl.core.appeventlog import APPLICATION_PCR
 from secl.core.appmanifest import ManifestError, parse_manifest
 from secl.core.errors import EvidenceError

@@ -25,15 +25,15 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 from cryptography import x509
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from secl.central.context import CentralServices
 from secl.central.errors import Conflict, Invalid
 from secl.central.flavorgroups import service as groups
 from secl.central.flavors.schemas import FlavorCreate
 from secl.central.keys import FlavorSigner
 from secl.central.store.hvs_flavor_models import FlavorGroup, StoredFlavor, flavorgroup_flavors
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from secl.core.errors import EvidenceError
 from secl.core.flavor import Flavor, FlavorError, SignedFlavor, parse_flavor
 from secl.core.flavorsign import (

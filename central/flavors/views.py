@@ -11,6 +11,7 @@ stored flavor whose signature does not verify is never returned: the request is 
 from __future__ import annotations
 
 from flask import Blueprint
+
 from secl.central.endpoints import current_principal, db, endpoint, services
 from secl.central.flavors import hostimport, service, software
 from secl.central.flavors.schemas import (
@@ -27,7 +28,6 @@ from secl.central.flavors.schemas import (
 from secl.central.flavors.store import verified
 from secl.central.hosts.service import get_host, get_host_by_connection
 from secl.central.store.hvs_flavor_models import StoredFlavor
-
 from secl.core.flavor import SignedFlavor
 from secl.core.pcrevents import thaw
 

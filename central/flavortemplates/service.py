@@ -19,14 +19,15 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
 from secl.central import audit
 from secl.central.errors import Conflict, NotFound
 from secl.central.flavortemplates.schemas import FlavorTemplateIn, TemplatePart
 from secl.central.store.hvs_flavor_models import FlavorTemplate
 from secl.central.store.models import utcnow
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 DEFAULT_TEMPLATES = Path(__file__).resolve().parent / "default_templates"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint
+
 from secl.central.endpoints import current_principal, db, endpoint
 from secl.central.flavortemplates import service
 from secl.central.flavortemplates.schemas import (

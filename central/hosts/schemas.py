@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Annotated
 
 from pydantic import BaseModel, Field, model_validator
+
 from secl.central.schemas import ConnectionString, Description, GroupName, HostName, Strict, UUIDStr
 
 # An asset tag to select hosts by, ``name=value`` (tag names never contain "=").

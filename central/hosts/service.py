@@ -19,6 +19,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from urllib.parse import urlsplit
 
+from sqlalchemy import bindparam, delete, func, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
 from secl.central import audit
 from secl.central.errors import Conflict, Forbidden, NotFound
 from secl.central.flavorgroups.service import get_group, groups_by_name, host_groups
@@ -26,9 +30,6 @@ from secl.central.store.db import rowcount
 from secl.central.store.hvs_flavor_models import FlavorGroup, Host, host_flavorgroups
 from secl.central.store.hvs_report_models import Report
 from secl.central.store.models import utcnow
-from sqlalchemy import bindparam, delete, func, insert, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 # One statement built once: every report starts by reading its host, and ``Session.get`` assembles its
 # query anew on each call (about a tenth of a millisecond more per report, measured in the verifier).

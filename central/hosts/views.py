@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import cast
 
 from flask import Blueprint
+from sqlalchemy.orm import Session
+
 from secl.central.cms.enrollment import host_of
 from secl.central.endpoints import current_principal, db, endpoint
 from secl.central.flavorgroups.service import host_groups
@@ -24,7 +26,6 @@ from secl.central.hosts.schemas import (
 )
 from secl.central.hosts.service import Standing
 from secl.central.store.hvs_flavor_models import Host
-from sqlalchemy.orm import Session
 
 bp = Blueprint("hosts", __name__, url_prefix="/hvs/v2")
 

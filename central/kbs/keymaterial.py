@@ -6,6 +6,7 @@ import os
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
 from secl.central.kbs.keystore import (
     AES_LENGTHS,
     EC_CURVES,

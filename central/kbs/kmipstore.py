@@ -57,6 +57,7 @@ from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
 from secl.central.kbs import keymaterial
 from secl.central.kbs.keystore import (
     KeyAlgorithm,

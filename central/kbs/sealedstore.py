@@ -21,6 +21,7 @@ from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
 from secl.central.kbs import keymaterial
 from secl.central.kbs.keystore import KeyMaterialInvalid, KeySpec, KeyStoreUnavailable, StoredKey
 

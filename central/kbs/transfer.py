@@ -29,8 +29,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
-from secl.central.kbs.transferpolicy import TransferPolicy, TransferRefused, decide_transfer
 
+from secl.central.kbs.transferpolicy import TransferPolicy, TransferRefused, decide_transfer
 from secl.core.attestation import AttestationError, AttestationResult, verify_attestation_result
 from secl.core.certifiedkey import (
     CertifiedKeyError,

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from alembic import context
-from secl.central.store.models import Base
 from sqlalchemy import create_engine
+
+from secl.central.store.models import Base
 
 url = context.config.get_main_option("sqlalchemy.url")
 connection = context.config.attributes.get("connection")

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, Field
+
 from secl.central.schemas import Strict
 
 

@@ -30,6 +30,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
+from sqlalchemy import delete, update
+from sqlalchemy.orm import Session
+from tpm2_pytss.constants import TPM2_ALG, TPMA_OBJECT
+from tpm2_pytss.types import TPM2B_NAME, TPM2B_PUBLIC
+from tpm2_pytss.utils import make_credential
+
 from secl.central import audit
 from secl.central.cms import pki
 from secl.central.context import CentralServices
@@ -38,12 +44,6 @@ from secl.central.errors import Conflict, Forbidden, Invalid, NotFound, ServiceE
 from secl.central.store.db import rowcount
 from secl.central.store.hvs_models import AIKChallenge
 from secl.central.store.models import utcnow
-from sqlalchemy import delete, update
-from sqlalchemy.orm import Session
-from tpm2_pytss.constants import TPM2_ALG, TPMA_OBJECT
-from tpm2_pytss.types import TPM2B_NAME, TPM2B_PUBLIC
-from tpm2_pytss.utils import make_credential
-
 from secl.core.ekcert import EKTrustStore, load_ek_certificate, verify_ek_certificate
 from secl.core.errors import EKCertificateError, EvidenceError
 from secl.core.tpm import ak_from_public_area, public_name, unmarshal_exact

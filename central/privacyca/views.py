@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 
 from flask import Blueprint
+
 from secl.central.cms import pki
 from secl.central.cms.enrollment import host_of
 from secl.central.endpoints import current_principal, db, endpoint, services

@@ -17,11 +17,11 @@ from typing import Any
 import orjson
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+
 from secl.central.context import CentralServices
 from secl.central.evidence.verify import Evidence, aik_trusted
 from secl.central.reports.hostpolicy import HostPolicy
 from secl.central.store.hvs_flavor_models import Host
-
 from secl.core.attestation import certificate_sha384
 
 

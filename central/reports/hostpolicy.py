@@ -18,6 +18,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import Text, bindparam, cast, literal, null, select, union_all
+from sqlalchemy.orm import Session
+
 from secl.central.context import CentralServices
 from secl.central.flavorgroups.schemas import FlavorMatchPolicy
 from secl.central.flavorgroups.service import HOST_UNIQUE
@@ -30,8 +33,6 @@ from secl.central.store.hvs_flavor_models import (
     host_flavorgroups,
 )
 from secl.central.store.hvs_tag_models import TagCertificateRecord
-from sqlalchemy import Text, bindparam, cast, literal, null, select, union_all
-from sqlalchemy.orm import Session
 
 __all__ = [
     "FlavorRecord",

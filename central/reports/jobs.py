@@ -28,12 +28,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from secl.central.store.db import rowcount
-from secl.central.store.hvs_job_models import ReportJob
-from secl.central.store.hvs_report_models import Report
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+
+from secl.central.store.db import rowcount
+from secl.central.store.hvs_job_models import ReportJob
+from secl.central.store.hvs_report_models import Report
 
 #: How long a claim holds before another worker may take the job (an attestation takes seconds).
 LEASE = timedelta(minutes=5)

@@ -18,6 +18,9 @@ from datetime import datetime
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session
+
 from secl.central.context import CentralServices
 from secl.central.errors import Conflict
 from secl.central.evidence.verify import Evidence
@@ -26,9 +29,6 @@ from secl.central.flavors.store import FlavorSignatureInvalid
 from secl.central.reports.hostpolicy import FlavorRecord, GroupPolicy, HostPolicy, load_host_policy
 from secl.central.store.hvs_flavor_models import Host
 from secl.central.store.hvs_tag_models import TagCertificateRecord
-from sqlalchemy import bindparam, select
-from sqlalchemy.orm import Session
-
 from secl.core.assettag import AssetTagError, parse_tag_certificate
 from secl.core.flavor import SignedFlavor
 from secl.core.hostmanifest import HostManifest

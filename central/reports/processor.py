@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import and_, bindparam, select
+from sqlalchemy.orm import Session
+
 from secl.central.context import CentralServices
 from secl.central.errors import ServiceError
 from secl.central.evidence.agentclient import AgentError
@@ -31,8 +34,6 @@ from secl.central.reports.sign import StoredReport, insert_reports, remember_sto
 from secl.central.store.hvs_flavor_models import Host
 from secl.central.store.hvs_job_models import ReportJob
 from secl.central.store.hvs_report_models import Report
-from sqlalchemy import and_, bindparam, select
-from sqlalchemy.orm import Session
 
 log = logging.getLogger("secl.central.hvs.worker")
 

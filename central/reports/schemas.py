@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
+
 from secl.central.schemas import HostName, Strict, UUIDStr
 
 

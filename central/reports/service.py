@@ -14,6 +14,9 @@ import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
 from secl.central.context import CentralServices
 from secl.central.errors import NotFound
 from secl.central.evidence.verify import Evidence, collect_evidence
@@ -23,8 +26,6 @@ from secl.central.reports.sign import StoredReport, insert_reports, remember_sto
 from secl.central.store.hvs_flavor_models import Host
 from secl.central.store.hvs_job_models import ReportJob
 from secl.central.store.hvs_report_models import Report
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
 log = logging.getLogger("secl.central.hvs")
 

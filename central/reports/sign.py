@@ -18,6 +18,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
+from sqlalchemy import bindparam, insert, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
 from secl.central.context import CentralServices
 from secl.central.evidence.verify import Evidence
 from secl.central.memos import Memos
@@ -25,12 +31,6 @@ from secl.central.reports.judge import Verdict
 from secl.central.store.hvs_flavor_models import Host
 from secl.central.store.hvs_report_models import HostManifestRecord, Report
 from secl.central.store.models import utcnow
-from sqlalchemy import bindparam, insert, select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
-
 from secl.core.attestation import AttestationResult, certificate_sha384, sign_attestation_result
 from secl.core.hostmanifest import HostManifest
 from secl.core.manifestbuild import host_manifest_to_json

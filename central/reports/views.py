@@ -19,6 +19,7 @@ that report re-used the previous one for unchanged evidence, or the error code o
 from __future__ import annotations
 
 from flask import Blueprint
+
 from secl.central.endpoints import current_principal, db, endpoint, services
 from secl.central.hosts.service import get_host, get_host_by_name
 from secl.central.reports import jobs, service

@@ -29,7 +29,6 @@ from secl.central.reports.jobs import ClaimedJob, JobFailed
 from secl.central.reports.processor import Fetched, ReportProcessor
 from secl.central.store.db import Database
 from secl.central.store.hvs_job_models import ReportJob
-
 from secl.sdnotify import notify
 
 log = logging.getLogger("secl.central.hvs.worker")

@@ -8,10 +8,11 @@ from __future__ import annotations
 from typing import Any, cast
 
 import orjson
-from secl.central.store.walcheckpoint import BACKSTOP_PAGES, DEFAULT_PAGES, WalCheckpointer
-from secl.central.store.walcheckpoint import INTERVAL as CHECKPOINT_INTERVAL
 from sqlalchemy import CursorResult, Engine, Result, create_engine, event
 from sqlalchemy.orm import sessionmaker
+
+from secl.central.store.walcheckpoint import BACKSTOP_PAGES, DEFAULT_PAGES, WalCheckpointer
+from secl.central.store.walcheckpoint import INTERVAL as CHECKPOINT_INTERVAL
 
 
 class Database:

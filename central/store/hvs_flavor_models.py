@@ -12,9 +12,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from secl.central.store.models import Base, UTCDateTime, new_id, utcnow
 from sqlalchemy import JSON, Boolean, Column, ForeignKey, String, Table, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
+
+from secl.central.store.models import Base, UTCDateTime, new_id, utcnow
 
 #: Host status values; the verifier updates the column, the API only shows it.
 HOST_STATUSES = ("unknown", "connected", "unreachable", "unauthorized", "untrusted-tls", "error")

@@ -12,9 +12,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from secl.central.store.models import Base, UTCDateTime, new_id, utcnow
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
+
+from secl.central.store.models import Base, UTCDateTime, new_id, utcnow
 
 #: queued → running → done | failed; a retryable failure puts the job back to queued (with a delay).
 JOB_STATUSES = ("queued", "running", "done", "failed")

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from secl.central.store.models import Base, UTCDateTime, new_id, utcnow
 from sqlalchemy import Boolean, Index, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
+
+from secl.central.store.models import Base, UTCDateTime, new_id, utcnow
 
 
 class EndorsementCA(Base):

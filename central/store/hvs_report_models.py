@@ -13,9 +13,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from secl.central.store.models import Base, UTCDateTime, new_id, utcnow
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from secl.central.store.models import Base, UTCDateTime, new_id, utcnow
 
 
 class HostManifestRecord(Base):

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from secl.central.store.models import Base, UTCDateTime, new_id, utcnow
 from sqlalchemy import JSON, Boolean, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
+
+from secl.central.store.models import Base, UTCDateTime, new_id, utcnow
 
 
 class TagCertificateRecord(Base):

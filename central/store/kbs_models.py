@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from secl.central.store.models import Base, UTCDateTime, new_id, utcnow
 from sqlalchemy import JSON, Boolean, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
+
+from secl.central.store.models import Base, UTCDateTime, new_id, utcnow
 
 #: The policy every key gets unless it names another (created by migration 0012; it cannot be deleted).
 DEFAULT_POLICY_ID = "00000000-0000-4000-8000-00000000d3f1"

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
+
 from secl.central.schemas import Strict, UUIDStr
 from secl.central.tags.store import DEFAULT_VALIDITY_DAYS
 

@@ -21,6 +21,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from secl.central import audit
 from secl.central.context import CentralServices
 from secl.central.errors import Conflict, Invalid, NotFound, ServiceError
@@ -37,9 +40,6 @@ from secl.central.store.hvs_flavor_models import Host
 from secl.central.store.hvs_tag_models import TagCertificateRecord
 from secl.central.store.models import utcnow
 from secl.central.tags import store
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from secl.core.assettag import (
     ASSET_TAG_NV_SIZE,
     AssetTagError,

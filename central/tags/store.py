@@ -19,14 +19,14 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from cryptography import x509
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from secl.central.cms.pki import Issuer
 from secl.central.errors import Invalid, NotFound
 from secl.central.store.hvs_flavor_models import StoredFlavor
 from secl.central.store.hvs_tag_models import TagCertificateRecord
 from secl.central.store.models import utcnow
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from secl.core.assettag import (
     AssetTagError,
     TagCertificate,

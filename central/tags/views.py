@@ -13,6 +13,7 @@ import base64
 from typing import Any
 
 from flask import Blueprint
+
 from secl.central.endpoints import current_principal, db, endpoint, services
 from secl.central.store.hvs_tag_models import TagCertificateRecord
 from secl.central.tags import service, store

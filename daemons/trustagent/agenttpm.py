@@ -13,11 +13,10 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from secl.trustagent import assettag, hostinfo
-from secl.trustagent.config import AIK_HIERARCHY, AIK_KIND, TrustAgentConfig
-
 from secl.core.hashalg import HashAlg
 from secl.host.tpm import TPMAdapter, TPMAttestation, TPMError, TPMKey
+from secl.trustagent import assettag, hostinfo
+from secl.trustagent.config import AIK_HIERARCHY, AIK_KIND, TrustAgentConfig
 
 __all__ = ["AgentTPM", "PCRValues"]
 

@@ -19,10 +19,6 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from secl.trustagent import appintegrity, hostinfo
-from secl.trustagent.agenttpm import AgentTPM
-from secl.trustagent.config import TrustAgentConfig
-from secl.trustagent.errors import AgentAPIError
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 from werkzeug.test import Client
@@ -36,6 +32,10 @@ from secl.core.eventlog import pcr_banks_to_json
 from secl.core.hashalg import HashAlg
 from secl.core.quote import secl_qualifying_data
 from secl.host.tpm import TPMError
+from secl.trustagent import appintegrity, hostinfo
+from secl.trustagent.agenttpm import AgentTPM
+from secl.trustagent.config import TrustAgentConfig
+from secl.trustagent.errors import AgentAPIError
 
 __all__ = ["AgentApp", "create_app", "parse_quote_request", "parse_tag_request"]
 

@@ -29,11 +29,9 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
-import secl.trustagent
-from secl.trustagent.errors import AgentAPIError
-
 import secl.core
 import secl.host
+import secl.trustagent
 from secl import __version__
 from secl.core.appmanifest import MAX_MANIFEST_BYTES, Manifest, ManifestError, parse_manifest
 from secl.core.measurementlog import MeasurementLogError, render_measurement_xml
@@ -45,6 +43,7 @@ from secl.host.measurelog import (
     read_measurements,
     write_measurement,
 )
+from secl.trustagent.errors import AgentAPIError
 
 __all__ = [
     "DEFAULT_MANIFESTS",

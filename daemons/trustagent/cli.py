@@ -16,11 +16,11 @@ from pathlib import Path
 
 import click
 import requests
-from secl.trustagent.config import AIK_HIERARCHY, AIK_KIND, ConfigError, TrustAgentConfig, load_config
 
 from secl.host.enrollment import EnrollmentError, obtain_tls_certificate, pin_central_ca, pin_central_client
 from secl.host.statefiles import StateFiles, write_state_file
 from secl.host.tpm import TPMAdapter, TPMError
+from secl.trustagent.config import AIK_HIERARCHY, AIK_KIND, ConfigError, TrustAgentConfig, load_config
 
 EXIT_INCOMPLETE = 3  # setup did what it could; AIK enrollment is still missing
 

@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from secl.trustagent.config import TrustAgentConfig
-
 from secl.core.hashalg import HashAlg
 from secl.host.tpm import TPMAdapter, TPMError
+from secl.trustagent.config import TrustAgentConfig
 
 SECURE_BOOT_VARIABLE = "SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"
 _MSR_FEATURE_CONTROL = 0x3A

@@ -19,13 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import click
-from secl.trustagent.config import ConfigError, TrustAgentConfig, load_config
 
 from secl.core.appmanifest import MAX_MANIFEST_BYTES, Manifest, ManifestError, parse_manifest
 from secl.core.measurementlog import MeasurementLogError, render_measurement_xml
 from secl.host.measure import MeasureError, MeasureResult, measure
 from secl.host.measurelog import MeasurementStoreError, measurement_path, record, write_measurement
 from secl.host.tpm import TPMAdapter, TPMError
+from secl.trustagent.config import ConfigError, TrustAgentConfig, load_config
 
 PROG = "secl-measure"
 EXIT_INPUT = 3

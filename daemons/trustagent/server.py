@@ -14,12 +14,12 @@ import ssl
 import threading
 from typing import Any
 
-from secl.trustagent.api import AgentApp
-from secl.trustagent.config import TrustAgentConfig
 from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
 from secl.host.enrollment import client_key_sha256
 from secl.sdnotify import notify
+from secl.trustagent.api import AgentApp
+from secl.trustagent.config import TrustAgentConfig
 
 __all__ = ["HANDSHAKE_TIMEOUT", "IDLE_TIMEOUT", "MTLSServer", "mtls_context", "serve"]
 

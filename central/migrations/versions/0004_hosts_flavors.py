@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from alembic import op
+
 from secl.central.store.models import UTCDateTime
 
 revision = "0004"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+
 from secl.central.store.models import UTCDateTime
 
 revision = "0005"

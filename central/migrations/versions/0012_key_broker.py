@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from alembic import op
+
 from secl.central.store.models import UTCDateTime
 
 revision = "0012"

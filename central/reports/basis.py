@@ -66,6 +66,9 @@ def basis_digest(
         # The reported tag, the Tag CA, and revocation and expiry of the host's tag certificates.
         "asset_tag": tags,
     }
+    if policy.binding_key_certificate_sha384:
+        # Only when there is one, so the basis of a host without a binding key stays what it was.
+        basis["binding_key"] = policy.binding_key_certificate_sha384
     return hashlib.sha256(
         orjson.dumps(basis, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str)
     ).hexdigest()

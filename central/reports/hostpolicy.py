@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import Text, bindparam, cast, literal, null, select, union_all
@@ -33,6 +33,7 @@ from secl.central.store.hvs_flavor_models import (
     host_flavorgroups,
 )
 from secl.central.store.hvs_tag_models import TagCertificateRecord
+from secl.central.store.kbs_models import HostKeyCertificate
 
 __all__ = [
     "FlavorRecord",
@@ -132,6 +133,15 @@ class HostPolicy:
     groups: tuple[GroupPolicy, ...]
     # SHA-384 digests of the host's tag certificates that were revoked (TagCertificateTrusted refuses them).
     revoked_tag_certificates: frozenset[bytes]
+    # Hex SHA-384 of the host's certified binding key (the Privacy CA's certificate), if it has one: the
+    # report's attestation result names it, so a key broker wraps keys only to that key.
+    binding_key_certificate_sha384: str | None = None
+
+
+_BINDING_KEYS = select(HostKeyCertificate.host_id, HostKeyCertificate.sha384).where(
+    HostKeyCertificate.host_id.in_(bindparam("host_ids", expanding=True)),
+    HostKeyCertificate.usage == "binding",
+)
 
 
 def host_unique_group_id(session: Session, memos: Memos) -> str | None:
@@ -183,17 +193,27 @@ def load_host_policies(
             flavors[row.host_key, row.group_id] = []
         if row.id is not None:
             flavors[row.host_key, row.group_id].append(_record(row))
+    binding_keys = _binding_key_digests(session, [h.id for h in hosts])
     return {
-        host.id: _policy_of(
-            session,
-            host,
-            hardware_uuid=uuids.get(host.id),
-            groups=groups.get(host.id, {}),
-            flavors=flavors,
-            own=tuple(own.get(uuids.get(host.id) or "", ())),
+        host.id: replace(
+            _policy_of(
+                session,
+                host,
+                hardware_uuid=uuids.get(host.id),
+                groups=groups.get(host.id, {}),
+                flavors=flavors,
+                own=tuple(own.get(uuids.get(host.id) or "", ())),
+            ),
+            binding_key_certificate_sha384=binding_keys.get(host.id),
         )
         for host in hosts
     }
+
+
+def _binding_key_digests(session: Session, host_ids: Sequence[str]) -> dict[str, str]:
+    """Each host's binding-key certificate digest, for the hosts that have one (one statement for all)."""
+    rows = session.connection().execute(_BINDING_KEYS, {"host_ids": sorted(set(host_ids))}).all()
+    return {row.host_id: row.sha384 for row in rows}
 
 
 def _policy_of(

@@ -128,6 +128,8 @@ class Verdict:
     flavors_trust: dict[str, Any]
     # The asset tags a trusted ASSET_TAG flavor vouches for: what the report and its JWT carry.
     tags: Mapping[str, str] = field(default_factory=dict)
+    # The host's certified binding key (hex SHA-384 of its certificate), named in the attestation result.
+    binding_key_certificate_sha384: str | None = None
 
     @property
     def parts(self) -> dict[str, bool]:
@@ -185,6 +187,7 @@ def judge(
         },
         flavors_trust,
         tags,
+        policy.binding_key_certificate_sha384,
     )
 
 

@@ -91,6 +91,7 @@ def sign_report(
         report_id=report_id,
         evidence_digest=evidence.digest,
         tags=dict(verdict.tags),
+        binding_key_certificate_sha384=verdict.binding_key_certificate_sha384,
     )
     signer = services.keys.report_signer
     # Stored with sub-second precision (``now`` is whole seconds, as JWT times are): a host's reports of one

@@ -48,6 +48,7 @@ def _register_blueprints(app: Flask) -> None:
     from secl.central.flavors.views import bp as flavors
     from secl.central.flavortemplates.views import bp as flavortemplates
     from secl.central.hosts.views import bp as hosts
+    from secl.central.kbs.views import bp as kbs
     from secl.central.privacyca.views import bp as privacyca
     from secl.central.reports.views import bp as reports
     from secl.central.tags.views import bp as tags
@@ -58,7 +59,8 @@ def _register_blueprints(app: Flask) -> None:
     # /hvs/v2, one blueprint per area.
     for area in (privacyca, endorsements, hosts, flavorgroups, flavors, flavortemplates, reports, tags):
         app.register_blueprint(area)
-    for name, prefix, api in (("hvs", "/hvs/v2", "v2"), ("kbs", "/kbs/v1", "v1"), ("wls", "/wls/v2", "v2")):
+    app.register_blueprint(kbs)
+    for name, prefix, api in (("hvs", "/hvs/v2", "v2"), ("wls", "/wls/v2", "v2")):
         app.register_blueprint(area_blueprint(name, prefix, api))
 
 

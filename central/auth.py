@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from secl.central.errors import Unauthorized
+from secl.core.hostassertion import is_host_assertion
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,9 +39,13 @@ class TokenVerifier(Protocol):
 
 
 def authenticate(
-    header: str | None, tokens: TokenVerifier, enrolled: Callable[[str], Principal]
+    header: str | None,
+    tokens: TokenVerifier,
+    enrolled: Callable[[str], Principal],
+    asserted: Callable[[str], Principal] | None = None,
 ) -> Principal:
-    """Who the ``Authorization`` header speaks for: a user's JWT, or a joining host's enrollment token."""
+    """Who the ``Authorization`` header speaks for: a user's JWT, a joining host's enrollment token, or an
+    enrolled host's assertion signed with its certificate's key (``asserted``)."""
     if not header:
         raise Unauthorized("this operation needs a bearer token (POST /aas/v1/token)", code="token-missing")
     scheme, _, token = header.partition(" ")
@@ -50,4 +55,6 @@ def authenticate(
     if token.count(".") != 2:
         # Not a JWT: an enrollment token, with which a joining host makes its setup calls.
         return enrolled(token)
+    if asserted is not None and is_host_assertion(token):
+        return asserted(token)
     return tokens.verify(token)

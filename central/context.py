@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from secl.central.aas.tokens import TokenService
 from secl.central.config import CentralConfig
+from secl.central.kbs.keystores import KeyStores
 from secl.central.keyfiles import KeyFiles
 from secl.central.keys import KeyMaterial
 from secl.central.memos import Memos
@@ -42,6 +43,7 @@ class CentralServices:
     database: Database
     tokens: TokenService
     memos: Memos
+    key_stores: KeyStores
 
 
 def open_services(config: CentralConfig, *, check_schema: bool = True) -> CentralServices:
@@ -68,6 +70,7 @@ def open_services(config: CentralConfig, *, check_schema: bool = True) -> Centra
         database=database,
         tokens=tokens,
         memos=Memos(config.verifier_memo_hosts),
+        key_stores=KeyStores(config, files.keys_dir),
     )
 
 

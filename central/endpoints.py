@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from secl.central import audit
 from secl.central.auth import Principal, authenticate
 from secl.central.cms.enrollment import principal_for
+from secl.central.cms.hostidentity import principal_for_assertion
 from secl.central.context import CentralServices, services_of
 from secl.central.errors import Forbidden, Invalid, UnsupportedMediaType
 
@@ -168,7 +169,16 @@ def register_request_state(app: Flask) -> None:
 
 
 def _authenticate() -> Principal:
-    return authenticate(request.headers.get("Authorization"), services().tokens, _enrolled_host)
+    return authenticate(
+        request.headers.get("Authorization"), services().tokens, _enrolled_host, _asserted_host
+    )
+
+
+def _asserted_host(token: str) -> Principal:
+    context = services()
+    return principal_for_assertion(
+        db(), token, root_ca=context.keys.root_ca_certificate, audience=context.config.hostname
+    )
 
 
 def _enrolled_host(token: str) -> Principal:

@@ -66,6 +66,12 @@ class UnsupportedMediaType(ServiceError):
     code = "unsupported-media-type"
 
 
+class Unavailable(ServiceError):
+    """Something the operation needs is down (a KMIP server): nothing was changed, try again later."""
+
+    code = "unavailable"
+
+
 class Locked(ServiceError):
     """The account is locked after repeated failed logins."""
 
@@ -82,6 +88,7 @@ HTTP_STATUS: dict[type[ServiceError], int] = {
     Conflict: 409,
     UnsupportedMediaType: 415,
     Locked: 423,
+    Unavailable: 503,
 }
 
 

@@ -64,6 +64,11 @@ class KeyMaterial:
         return load_issuer(self.files.root_ca_cert, self.files.root_ca_key)
 
     @cached_property
+    def root_ca_certificate(self) -> x509.Certificate:
+        """The root CA's certificate alone (what checks a host's certificate needs; the key stays unread)."""
+        return x509.load_pem_x509_certificate(self.files.root_ca_cert.read_bytes())
+
+    @cached_property
     def flavor_signer(self) -> FlavorSigner:
         files = self.files
         issuer = load_issuer(files.flavor_signing_cert, files.flavor_signing_key)

@@ -24,6 +24,7 @@ from secl.central.aas.tokens import generate_signing_key
 from secl.central.cms import pki
 from secl.central.config import CentralConfig
 from secl.central.flavortemplates.service import ensure_default_templates
+from secl.central.kbs.sealedstore import new_kek, write_kek
 from secl.central.keyfiles import KeyFiles
 from secl.central.keys import load_issuer
 from secl.central.store.db import Database
@@ -105,6 +106,16 @@ class _Setup:
             write_private(self.files.token_signing_key, _key_pem(generate_signing_key()), self.owner)
             self.created.append(str(self.files.token_signing_key))
 
+    def key_encryption_key(self) -> None:
+        """The key broker's first KEK (keys/kek/<id>.key, 0600): what the embedded key store seals under."""
+        directory = self.files.keys_dir / "kek"
+        if (directory / "current").exists():
+            return
+        write_kek(directory, new_kek(), make_current=True)
+        for path in (directory, *directory.iterdir()):
+            _chown(path, self.owner)
+        self.created.append(str(directory))
+
     def endorsement_store(self) -> None:
         if not self.files.endorsement_cas.exists():
             # Operators add their TPM vendors' EK CA certificates here (PEM, concatenated).
@@ -164,6 +175,7 @@ def run_setup(config: CentralConfig, *, owner: str | None = None) -> SetupResult
         files.privacy_ca_cert, files.privacy_ca_key, lambda: pki.create_sub_ca(root, "secl Privacy CA")
     )
     setup.issuer(files.tag_ca_cert, files.tag_ca_key, lambda: pki.create_sub_ca(root, "secl Tag CA"))
+    setup.key_encryption_key()
     setup.endorsement_store()
     credential = setup.database_and_admin()
     return SetupResult(pki.fingerprint_sha384(root.certificate), credential, tuple(setup.created))

@@ -54,6 +54,8 @@ PUBLIC_ROUTES = {("GET", rule) for rule in VERSION_ROUTES} | {
     ("POST", "/aas/v1/token"),
     ("GET", "/cms/v1/ca-certificates"),
     ("POST", "/cms/v1/certificates"),
+    # Authorized by the host's evidence, not a token: the key leaves only wrapped to the host's TPM.
+    ("POST", "/kbs/v1/keys/<key_id>/transfer"),
 }
 ENROLLMENT_AUTHORIZED = {("POST", "/cms/v1/certificates")}
 #: Routes Flask registers itself (no declaration): the OpenAPI document and the (empty) static folder.

@@ -28,7 +28,10 @@ from secl.core.flavorsign import sign_flavor
 from secl.core.rules import bare_name
 from secl.core.trustreport import build_trust_report
 from tests.corpus import corpus_bytes, corpus_path
-from tests.test_rules_secl_interop import AT, BASE, _anchors, _cert, _load
+from tests.secl_interop import AT, BASE
+from tests.secl_interop import anchors as _anchors
+from tests.secl_interop import load as _load
+from tests.secl_interop import make_cert as _cert
 
 APART = {"FlavorTrusted", "AikCertificateTrusted"}
 

@@ -32,58 +32,24 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import warnings
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.utils import CryptographyDeprecationWarning
-from cryptography.x509.oid import NameOID
 
-from secl.core.flavor import parse_signed_flavors
 from secl.core.flavorsign import sign_flavor
 from secl.core.hostmanifest import parse_host_manifest
 from secl.core.rules import RuleName
 from secl.core.rules_trust import AikCertificateTrusted
-from secl.core.trustreport import TrustAnchors, build_trust_report, evaluate_flavor, summarize_secl_report
+from secl.core.trustreport import build_trust_report, evaluate_flavor, summarize_secl_report
 from tests.corpus import corpus_bytes
+from tests.secl_interop import AT, BASE
+from tests.secl_interop import anchors as _anchors
+from tests.secl_interop import certs as _certs
+from tests.secl_interop import load as _load
+from tests.secl_interop import make_cert as _cert
 
-BASE = "intel-secl/pkg/lib/verifier/test_data"
-AT = {
-    "UnknownVendor": dt.datetime(2021, 3, 9, tzinfo=dt.UTC),
-    "vmware12": dt.datetime(2021, 1, 15, tzinfo=dt.UTC),
-}
 APART = {RuleName.FLAVOR_TRUSTED, RuleName.AIK_CERTIFICATE_TRUSTED}
-
-
-def _certs(case: str, name: str) -> tuple[x509.Certificate, ...]:
-    with warnings.catch_warnings():
-        # SecL's CMS root (cms-ca-cert.pem) has a non-positive serial number, which cryptography still
-        # loads but deprecates; the corpus is what it is.
-        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
-        return tuple(x509.load_pem_x509_certificates(corpus_bytes(f"{BASE}/{case}/{name}")))
-
-
-def _anchors(case: str, **changes) -> TrustAnchors:
-    signer, *intermediates = _certs(case, "flavor-signer.crt.pem")
-    values = {
-        "at": AT[case],
-        "privacy_cas": _certs(case, "PrivacyCA.pem"),
-        "flavor_signing_cert": signer,
-        "flavor_intermediates": tuple(intermediates),
-        "flavor_cas": _certs(case, "cms-ca-cert.pem"),
-        "tag_cas": _certs(case, "tag-cacerts.pem"),
-    }
-    values.update(changes)
-    return TrustAnchors(**values)
-
-
-def _load(case: str):
-    manifest = parse_host_manifest(corpus_bytes(f"{BASE}/{case}/host_manifest.json"))
-    flavors = parse_signed_flavors(corpus_bytes(f"{BASE}/{case}/signed_flavors.json"))
-    secl = json.loads(corpus_bytes(f"{BASE}/{case}/trust_report.json"))
-    return manifest, flavors, secl
 
 
 @pytest.mark.parametrize("case", ["UnknownVendor", "vmware12"])
@@ -167,22 +133,6 @@ def test_unknown_vendor_aik_does_not_chain_to_the_corpus_privacy_ca() -> None:
     (fault,) = result.faults
     assert fault.name == "AikCertificateNotTrusted"
     assert "CN=HVS Privacy Certificate" in fault.description
-
-
-def _cert(cn: str, key, issuer_key, issuer: x509.Certificate | None, *, ca: bool = False, days: int = 365):
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    start = dt.datetime(2021, 1, 1, tzinfo=dt.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(issuer.subject if issuer else name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + dt.timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    return builder.sign(issuer_key, hashes.SHA384())
 
 
 def test_aik_certificate_trusted_positive_and_negative_paths() -> None:

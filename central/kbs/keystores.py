@@ -6,6 +6,8 @@ installed without the ``kmip`` extra runs on the sealed store.
 
 from __future__ import annotations
 
+import threading
+from dataclasses import replace
 from pathlib import Path
 
 from secl.central.config import CentralConfig, ConfigError
@@ -50,3 +52,29 @@ def key_store_from_config(config: CentralConfig, keys_dir: Path) -> KeyStore:
         timeout_seconds=config.kmip_timeout_seconds,
     )
     return KmipKeyStore(settings)
+
+
+class KeyStores:
+    """The central's key stores, each opened on first use: the configured one for new keys, and whichever
+    one holds an existing key (a key sealed before the central moved to KMIP stays readable)."""
+
+    def __init__(self, config: CentralConfig, keys_dir: Path) -> None:
+        self._config = config
+        self._keys_dir = keys_dir
+        self._opened: dict[str, KeyStore] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def active(self) -> KeyStore:
+        """The store new keys go to (``key_store`` in central.toml)."""
+        return self.named(self._config.key_store)
+
+    def named(self, name: str) -> KeyStore:
+        with self._lock:
+            store = self._opened.get(name)
+            if store is None:
+                config = (
+                    self._config if name == self._config.key_store else replace(self._config, key_store=name)
+                )
+                store = self._opened[name] = key_store_from_config(config, self._keys_dir)
+            return store

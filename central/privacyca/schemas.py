@@ -77,3 +77,30 @@ class PrivacyCAOut(BaseModel):
     subject: str
     fingerprint_sha384: str
     not_after: datetime
+
+
+# A TPMS_ATTEST of a certification is under 200 bytes, its RSA signature under 600, a TPM name under 70
+# (SecL's agents pad theirs); the limits only stop absurd bodies.
+AttestB64 = Annotated[
+    str, Field(min_length=4, max_length=_b64_limit(1024), pattern=_B64_PATTERN), AfterValidator(_is_base64)
+]
+
+
+class RegisterKeyInfo(Strict):
+    """SecL's RegisterKeyInfo: a TPM key, its TPM2_Certify by the host's AIK, and the AIK certificate (base64)."""
+
+    public_key_modulus: TPMPublicB64  # the key's TPM2B_PUBLIC, as SecL's agents send it
+    tpm_certify_key: AttestB64  # TPMS_ATTEST
+    tpm_certify_key_signature: AttestB64  # TPMT_SIGNATURE
+    aik_der_certificate: CertificateB64
+    name_digest: AttestB64
+    tpm_version: Annotated[str, Field(max_length=16)] = "2.0"
+    operating_system: Annotated[str, Field(max_length=64)] = "linux"
+
+
+class BindingKeyCertificate(BaseModel):
+    binding_key_der_certificate: str  # base64 DER, SecL's field name
+
+
+class SigningKeyCertificate(BaseModel):
+    signing_key_der_certificate: str

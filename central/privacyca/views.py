@@ -9,15 +9,20 @@ from flask import Blueprint
 
 from secl.central.cms import pki
 from secl.central.cms.enrollment import host_of
+from secl.central.cms.hostidentity import asserted_host
 from secl.central.endpoints import current_principal, db, endpoint, services
-from secl.central.privacyca import service
+from secl.central.privacyca import hostkeys, service
 from secl.central.privacyca.schemas import (
     AIKCertificateIssued,
+    BindingKeyCertificate,
     IdentityChallenge,
     IdentityChallengeRequest,
     IdentityChallengeResponse,
     PrivacyCAOut,
+    RegisterKeyInfo,
+    SigningKeyCertificate,
 )
+from secl.core.certifiedkey import KeyCertificationRequest, KeyUsage
 
 bp = Blueprint("privacyca", __name__, url_prefix="/hvs/v2")
 
@@ -104,3 +109,53 @@ def privacy_ca_certificate() -> PrivacyCAOut:
         fingerprint_sha384=pki.fingerprint_sha384(cert),
         not_after=cert.not_valid_after_utc,
     )
+
+
+def _key_request(body: RegisterKeyInfo) -> KeyCertificationRequest:
+    return KeyCertificationRequest(
+        public_area=base64.b64decode(body.public_key_modulus),
+        certify_info=base64.b64decode(body.tpm_certify_key),
+        certify_signature=base64.b64decode(body.tpm_certify_key_signature),
+        aik_certificate=base64.b64decode(body.aik_der_certificate),
+        name_digest=base64.b64decode(body.name_digest),
+        tpm_version=body.tpm_version,
+        operating_system=body.operating_system,
+    )
+
+
+def _certify(body: RegisterKeyInfo, usage: KeyUsage) -> bytes:
+    caller = current_principal()
+    row = hostkeys.certify_host_key(
+        db(), services(), _key_request(body), usage, actor=caller.username, caller_host=asserted_host(caller)
+    )
+    return row.der
+
+
+@endpoint(
+    bp,
+    "/rpc/certify-host-binding-key",
+    "POST",
+    permission="HVS:host-keys:certify",
+    body=RegisterKeyInfo,
+    response=BindingKeyCertificate,
+    status=201,
+    summary="Certify a host's TPM binding key (decrypt-only, non-migratable, TPM2_Certify'd by the host's "
+    "AIK): the Privacy CA's certificate, which key transfers wrap keys to",
+)
+def certify_host_binding_key(body: RegisterKeyInfo) -> BindingKeyCertificate:
+    return BindingKeyCertificate(binding_key_der_certificate=_b64(_certify(body, KeyUsage.BINDING)))
+
+
+@endpoint(
+    bp,
+    "/rpc/certify-host-signing-key",
+    "POST",
+    permission="HVS:host-keys:certify",
+    body=RegisterKeyInfo,
+    response=SigningKeyCertificate,
+    status=201,
+    summary="Certify a host's TPM signing key (sign-only, non-migratable, TPM2_Certify'd by the host's AIK), "
+    "which signs its VM trust reports",
+)
+def certify_host_signing_key(body: RegisterKeyInfo) -> SigningKeyCertificate:
+    return SigningKeyCertificate(signing_key_der_certificate=_b64(_certify(body, KeyUsage.SIGNING)))

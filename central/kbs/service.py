@@ -45,6 +45,7 @@ from secl.central.store.kbs_models import (
     TransferPolicyRecord,
     TrustedCertificate,
 )
+from secl.central.store.models import new_id
 from secl.core.keywrap import KeyWrapError, wrap_key
 
 log = logging.getLogger("secl.central.kbs")
@@ -86,28 +87,29 @@ def create_key(session: Session, services: CentralServices, request: KeyRequest,
         spec = keymaterial.check_spec(request.spec)
     except KeyMaterialInvalid as exc:
         raise Invalid(exc.message, code=exc.code) from None
+    key_id = new_id()  # chosen first: the store binds the material to the key's id
+    store = services.key_stores.active
+    try:
+        stored = (
+            store.register(key_id, spec, request.material)
+            if request.material is not None
+            else store.create(key_id, spec)
+        )
+    except KeyStoreError as exc:
+        raise _store_error(exc) from None
     row = KeyRecord(
+        id=key_id,
         algorithm=spec.algorithm.value,
         key_length=spec.length,
         curve_type=spec.curve,
         label=request.label,
         usage=request.usage,
         transfer_policy_id=policy_id,
+        store=stored.store,
+        reference=stored.reference,
         created_by=actor,
     )
     session.add(row)
-    session.flush()  # the id binds the material to the key
-    store = services.key_stores.active
-    try:
-        stored = (
-            store.register(row.id, spec, request.material)
-            if request.material is not None
-            else store.create(row.id, spec)
-        )
-    except KeyStoreError as exc:
-        session.rollback()
-        raise _store_error(exc) from None
-    row.store, row.reference = stored.store, stored.reference
     audit.record(
         session,
         "key.created" if request.material is None else "key.registered",

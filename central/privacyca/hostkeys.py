@@ -115,7 +115,7 @@ def certify_host_key(
     session.flush()
     if usage is KeyUsage.BINDING:
         # The host's next attestation result must name this key before a key broker releases keys to it.
-        jobs.enqueue(session, [host.id], actor=actor, reason="binding key certified")
+        jobs.enqueue(session, [host.id], actor=actor, reason="binding-key")
     session.commit()
     log.info("certified the %s key %s of host %s", usage.value, row.key_name, host.name)
     return row

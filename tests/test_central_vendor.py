@@ -11,7 +11,6 @@ Real processes: swtpm, the trust agent over mTLS, the central; the agent's host 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from flask import Flask
@@ -20,6 +19,7 @@ from secl.central import create_app
 from secl.central.context import services_of
 from secl.central.evidence import fetch
 from secl.central.evidence.agentclient import AgentClient
+from secl.central.evidence.hostinfo import ClaimedHostInfo
 from secl.central.reports import jobs
 from secl.central.reports.worker import Worker
 from tests.agent_harness import ProvisionedAgent, admin_headers, api
@@ -40,10 +40,9 @@ UNKNOWN_VENDOR_FLAVOR = {
 class BlankOSAgent(AgentClient):
     """The real agent, whose host info loses its OS on the way."""
 
-    def host_info(self) -> dict[str, Any]:
-        body = super().host_info()
-        body["os_type"] = body["os_name"] = ""
-        return body
+    def host_info(self) -> ClaimedHostInfo:
+        claimed = super().host_info()
+        return ClaimedHostInfo({**claimed.document, "os_type": "", "os_name": ""})
 
 
 @pytest.fixture

@@ -591,6 +591,7 @@ def test_no_key_in_logs_or_output_and_no_key_file_anywhere(  # noqa: PLR0917 (py
     monkeypatch.setenv("TMPDIR", str(scratch))
     monkeypatch.setattr("tempfile.tempdir", None)
     caplog.set_level("DEBUG")
+    caplog.set_level("DEBUG", logger="secl")  # another test's central may have set secl's level
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     runner = CliRunner()

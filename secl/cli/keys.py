@@ -15,8 +15,8 @@ import click
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from secl.centralclient import CentralClient, load_session, segment
 from secl.cli.admin import _print_one, output_option
-from secl.cli.client import CentralClient, load_session, segment
 from secl.cli.output import InputError, print_json, print_table, read_input
 
 KEYS = "/kbs/v1/keys"
@@ -106,6 +106,8 @@ def keys_create(  # noqa: PLR0917 (click passes every option by name)
 ) -> None:
     """Create a key in the broker's key store; the material never leaves the broker unwrapped."""
     information: dict[str, Any] = {"algorithm": algorithm.upper()}
+    if key_length is None and algorithm.upper() == "AES":
+        key_length = 256  # what images and SecL's WPM use; the broker wants the length spelled out
     if key_length is not None:
         information["key_length"] = key_length
     if curve_type is not None:

@@ -18,8 +18,8 @@ from typing import Any
 import click
 
 from secl import __version__
+from secl.centralclient import CentralError
 from secl.cli.admin import COMMANDS as ADMIN_COMMANDS
-from secl.cli.client import CentralError
 from secl.cli.endorsements import endorsements_group
 from secl.cli.evidence import ekcert_group, eventlog_group, ima_group, quote_group
 from secl.cli.hvs import endorsement_cas_group, flavorgroups_group, flavors_group, hosts_group, report_command

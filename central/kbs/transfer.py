@@ -19,6 +19,8 @@ broker in the attesting central and one in an image owner's own central.
 from __future__ import annotations
 
 import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -43,6 +45,42 @@ from secl.core.tpm import load_ak_public
 
 #: Clock skew tolerated between the central that signed a report and this broker.
 LEEWAY_SECONDS = 30
+
+#: How many (certificate, Privacy CA) signature verifications :func:`_issued_by` remembers.
+ISSUANCE_MEMO_SIZE = 4096
+
+
+class _IssuanceMemo:
+    """The (certificate DER, CA DER) pairs whose signature verified: a host presents the same AIK and
+    binding-key certificates on every transfer, and their ECDSA/RSA signature checks were two thirds of a
+    release. A signature over fixed bytes under a fixed key verifies the same way every time, so the pair
+    of exact DER encodings is a sound key; only successes are kept (a failure is checked again, and its
+    refusal is the same), and everything else — issuer name, validity at ``now``, the AIK's certify
+    signature — is still checked on every call. Bounded, least recently used out first."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._verified: OrderedDict[tuple[bytes, bytes], None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def verified(self, certificate: x509.Certificate, ca: x509.Certificate) -> bool:
+        key = (certificate.public_bytes(Encoding.DER), ca.public_bytes(Encoding.DER))
+        with self._lock:
+            if key in self._verified:
+                self._verified.move_to_end(key)
+                return True
+        try:
+            certificate.verify_directly_issued_by(ca)
+        except (InvalidSignature, ValueError, TypeError):  # a namesake CA, or one of another key type
+            return False
+        with self._lock:
+            self._verified[key] = None
+            if len(self._verified) > self._size:
+                self._verified.popitem(last=False)
+        return True
+
+
+_issuance = _IssuanceMemo(ISSUANCE_MEMO_SIZE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,11 +175,7 @@ def _require_issued_by_privacy_ca(
     certificate: x509.Certificate, anchors: TrustAnchors, now: datetime, what: str
 ) -> None:
     for ca in anchors.privacy_cas:
-        if certificate.issuer != ca.subject:
-            continue
-        try:
-            certificate.verify_directly_issued_by(ca)
-        except (InvalidSignature, ValueError, TypeError):  # a namesake CA, or one of another key type
+        if certificate.issuer != ca.subject or not _issuance.verified(certificate, ca):
             continue
         _require_valid_at(ca, now, "Privacy CA", code=f"{what.lower()}-certificate-expired")
         _require_valid_at(certificate, now, f"{what} certificate", code=f"{what.lower()}-certificate-expired")

@@ -18,14 +18,16 @@ broker in the attesting central and one in an image owner's own central.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
+import json
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import jwt
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -156,10 +158,7 @@ def authorize_transfer(
 
 
 def _report_signer(token: str, anchors: TrustAnchors, now: datetime) -> x509.Certificate:
-    try:
-        kid = jwt.get_unverified_header(token).get("kid")
-    except jwt.PyJWTError:
-        raise TransferRefused("the attestation result is not a JWT", code="attestation-malformed") from None
+    kid = _unverified_kid(token)
     for certificate in anchors.report_signers:
         if isinstance(kid, str) and certificate.fingerprint(hashes.SHA256()).hex() == kid.lower():
             _require_valid_at(certificate, now, "report signer", code="report-signer-expired")
@@ -169,6 +168,23 @@ def _report_signer(token: str, anchors: TrustAnchors, now: datetime) -> x509.Cer
         "certificate under /kbs/v1/saml-certificates)",
         code="report-signer-unknown",
     )
+
+
+def _unverified_kid(token: str) -> object:
+    """The ``kid`` of a JWT's header, read without PyJWT: only to pick the signer, whose key
+    :func:`verify_attestation_result` then checks the whole token with. PyJWT's header reader checks the
+    alphabet of all three segments character by character in Python, which was a fifth of a release and
+    is repeated anyway when the token is verified."""
+    head, sep, _ = token.partition(".")
+    try:
+        if not sep:
+            raise ValueError("no header segment")
+        header = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise TransferRefused("the attestation result is not a JWT", code="attestation-malformed") from None
+    if not isinstance(header, dict):
+        raise TransferRefused("the attestation result is not a JWT", code="attestation-malformed")
+    return header.get("kid")
 
 
 def _require_issued_by_privacy_ca(

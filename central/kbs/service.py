@@ -350,12 +350,14 @@ def transfer_to_host(
 ) -> Released:
     """Wrap the key to the host's TPM binding key if its evidence satisfies the key's policy."""
     row = get_key(session, key_id)
-    claimed = _claimed_host(evidence.attestation_jwt)
     try:
         authorized = authorize_transfer(
             evidence, trust_anchors(session, services), policy_of(get_policy(session, row.transfer_policy_id))
         )
     except TransferRefused as exc:
+        # Who the result claims to be about is read only for a refusal's audit row: a release names the
+        # verified subject, and decoding the token once more was a tenth of a release.
+        claimed = _claimed_host(evidence.attestation_jwt)
         _refuse_transfer(session, Forbidden(exc.message, code=exc.code), row, actor=actor, host=claimed)
     material = _material(session, services, row, actor=actor, host=authorized.result.subject)
     try:

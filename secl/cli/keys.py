@@ -337,7 +337,9 @@ def key_broker_group() -> None:
 
 
 def _trust_command(name: str, path: str, what: str) -> None:
-    @key_broker_group.command(name)
+    @key_broker_group.command(
+        name, help=f"Trust another central's {what} certificate (PEM file, '-' for stdin)."
+    )
     @click.argument("pem_file", metavar="PEM")
     @output_option
     def add(pem_file: str, output: str) -> None:
@@ -351,11 +353,9 @@ def _trust_command(name: str, path: str, what: str) -> None:
         else:
             click.echo(f"{what} {added['subject']} trusted (id {added['id']}, sha256 {added['sha256']})")
 
-    add.__doc__ = f"Trust another central's {what} certificate (PEM)."
-
 
 def _list_command(name: str, path: str, what: str) -> None:
-    @key_broker_group.command(name)
+    @key_broker_group.command(name, help=f"List the {what} certificates trusted besides this central's own.")
     @output_option
     def listing(output: str) -> None:
         with _client() as central:
@@ -366,18 +366,14 @@ def _list_command(name: str, path: str, what: str) -> None:
         rows = [[c["id"], c["subject"], c["not_after"], c["sha256"]] for c in found]
         print_table(["ID", "SUBJECT", "NOT AFTER", "SHA256"], rows)
 
-    listing.__doc__ = f"List the {what} certificates trusted besides this central's own."
-
 
 def _remove_command(name: str, path: str, what: str) -> None:
-    @key_broker_group.command(name)
+    @key_broker_group.command(name, help=f"Stop trusting a {what} certificate (by the id `list` shows).")
     @click.argument("certificate_id")
     def remove(certificate_id: str) -> None:
         with _client() as central:
             central.delete(f"{path}/{segment(certificate_id)}")
         click.echo(f"{what} {certificate_id} no longer trusted")
-
-    remove.__doc__ = f"Stop trusting a {what} certificate (by the id `list` shows)."
 
 
 for _command, (_path, _what) in _STORES.items():

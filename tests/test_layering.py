@@ -12,7 +12,11 @@ sees ``daemons/trustagent/cli.py`` as ``secl.trustagent.cli``.
 - ``secl.central``: no daemon, no host code, no CLI;
 - a daemon (``secl.trustagent``, ``secl.workloadagent``, ``secl.hooks``): no other daemon, nothing from
   the central or the CLI; what two daemons share goes into ``secl.host``;
-- ``secl.cli``: no daemon and nothing from the central: it talks to the central over HTTP.
+- ``secl.cli``: no daemon and nothing from the central: it talks to the central over HTTP;
+- ``secl.centralclient`` (the HTTPS client and the ``secl login`` session that the admin CLI and the image
+  owner's ``secl-wpm`` share): an HTTP client, and no other secl package above the core;
+- ``secl.wpm`` (the image owner's tool): no web framework or database, nothing from the central, a host,
+  a daemon or the admin CLI; it reaches the key broker through ``secl.centralclient``.
 """
 
 from __future__ import annotations
@@ -37,7 +41,18 @@ RULES: dict[str, tuple[str, ...]] = {
     "secl.core": (*_FOUNDATION, *_UPPER),
     "secl.host": ("flask", "sqlalchemy", "secl.central", *DAEMONS, "secl.cli"),
     "secl.central": (*DAEMONS, "secl.host", "secl.cli"),
-    "secl.cli": (*DAEMONS, "secl.central"),
+    "secl.cli": (*DAEMONS, "secl.central", "secl.wpm"),
+    "secl.centralclient": ("flask", "werkzeug", "sqlalchemy", "pyudev", *_UPPER, "secl.wpm"),
+    "secl.wpm": (
+        "flask",
+        "werkzeug",
+        "sqlalchemy",
+        "pyudev",
+        "secl.central",
+        "secl.host",
+        *DAEMONS,
+        "secl.cli",
+    ),
     **{
         daemon: (*(other for other in DAEMONS if other != daemon), "secl.central", "secl.cli")
         for daemon in DAEMONS
@@ -156,6 +171,8 @@ def test_the_checker_sees_every_package() -> None:
         "secl.workloadagent",
         "secl.hooks.libvirt",
         "secl.cli.software",
+        "secl.centralclient",
+        "secl.wpm.keysource",
     ):
         assert expected in names, expected
 

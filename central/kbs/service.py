@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -315,10 +316,17 @@ def delete_trusted_certificate(session: Session, kind: str, row_id: str, *, acto
     session.commit()
 
 
+@functools.lru_cache(maxsize=256)
+def _trusted_certificate(der: bytes) -> x509.Certificate:
+    """Parsed once per certificate (an immutable object): the trust stores are read on every transfer, and
+    the memo of verified signatures in :mod:`secl.central.kbs.transfer` is keyed by the same bytes."""
+    return x509.load_der_x509_certificate(der)
+
+
 def trust_anchors(session: Session, services: CentralServices) -> TrustAnchors:
     """This central's own report signer and Privacy CA, then those registered for other centrals."""
     rows = list(session.scalars(select(TrustedCertificate)))
-    loaded = [(row.kind, x509.load_der_x509_certificate(row.der)) for row in rows]
+    loaded = [(row.kind, _trusted_certificate(row.der)) for row in rows]
     return TrustAnchors(
         report_signers=[
             services.keys.report_signer.certificate,
@@ -342,12 +350,14 @@ def transfer_to_host(
 ) -> Released:
     """Wrap the key to the host's TPM binding key if its evidence satisfies the key's policy."""
     row = get_key(session, key_id)
-    claimed = _claimed_host(evidence.attestation_jwt)
     try:
         authorized = authorize_transfer(
             evidence, trust_anchors(session, services), policy_of(get_policy(session, row.transfer_policy_id))
         )
     except TransferRefused as exc:
+        # Who the result claims to be about is read only for a refusal's audit row: a release names the
+        # verified subject, and decoding the token once more was a tenth of a release.
+        claimed = _claimed_host(evidence.attestation_jwt)
         _refuse_transfer(session, Forbidden(exc.message, code=exc.code), row, actor=actor, host=claimed)
     material = _material(session, services, row, actor=actor, host=authorized.result.subject)
     try:

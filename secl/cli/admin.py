@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from secl.cli.client import (
+from secl.centralclient import (
     CentralClient,
     CentralError,
     Session,

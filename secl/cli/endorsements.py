@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
+from secl.centralclient import CentralClient, load_session, segment
 from secl.cli.admin import output_option
-from secl.cli.client import CentralClient, load_session, segment
 from secl.cli.output import print_json, print_table, read_input
 
 _PATH = "/hvs/v2/tpm-endorsements"

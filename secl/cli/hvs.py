@@ -12,8 +12,8 @@ from typing import Any
 
 import click
 
+from secl.centralclient import CentralClient, CentralError, load_session, segment
 from secl.cli.admin import _print_one, output_option
-from secl.cli.client import CentralClient, CentralError, load_session, segment
 from secl.cli.flavorverify import flavors_verify
 from secl.cli.output import InputError, InvalidEvidence, print_json, print_table, read_input
 

@@ -18,11 +18,12 @@ from typing import Any
 import click
 
 from secl import __version__
+from secl.centralclient import CentralError
 from secl.cli.admin import COMMANDS as ADMIN_COMMANDS
-from secl.cli.client import CentralError
 from secl.cli.endorsements import endorsements_group
 from secl.cli.evidence import ekcert_group, eventlog_group, ima_group, quote_group
 from secl.cli.hvs import endorsement_cas_group, flavorgroups_group, flavors_group, hosts_group, report_command
+from secl.cli.keys import COMMANDS as KEY_COMMANDS
 from secl.cli.output import InputError, InvalidEvidence
 from secl.cli.software import software_group
 from secl.cli.tags import tags_group
@@ -69,6 +70,8 @@ for _hvs_command in (hosts_group, flavors_group, flavorgroups_group, endorsement
     cli.add_command(_hvs_command)
 cli.add_command(tags_group)
 cli.add_command(software_group)
+for _key_command in KEY_COMMANDS:
+    cli.add_command(_key_command)
 for _command in ADMIN_COMMANDS:
     cli.add_command(_command)
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import click
 
+from secl.centralclient import CentralClient, load_session
 from secl.cli.admin import output_option
-from secl.cli.client import CentralClient, load_session
 from secl.cli.output import InputError, print_json, read_input
 from secl.core.appmanifest import MAX_MANIFEST_BYTES, ManifestError, parse_manifest
 

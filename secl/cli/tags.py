@@ -11,8 +11,8 @@ from typing import Any
 
 import click
 
+from secl.centralclient import CentralClient, CentralError, load_session, segment
 from secl.cli.admin import _print_one, output_option
-from secl.cli.client import CentralClient, CentralError, load_session, segment
 from secl.cli.hvs import _find_host
 from secl.cli.output import InputError, print_json, print_table
 

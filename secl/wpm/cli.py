@@ -19,9 +19,10 @@ from typing import Any
 import click
 
 from secl import __version__
+from secl.wpm.broker import BrokerKey, delete_created_key
 from secl.wpm.errors import ImageError
 from secl.wpm.image_flavor import check_key_url, image_flavor
-from secl.wpm.keysource import KeySource, acquire_key
+from secl.wpm.keysource import KeySource, acquire
 from secl.wpm.luksheader import DEFAULT_ITER_TIME_MS
 from secl.wpm.luksimage import DEFAULT_JOBS, EncryptedFormat, PlainFormat, decrypt_image, encrypt_image
 from secl.wpm.outputfile import output_file
@@ -78,6 +79,58 @@ def key_options(command: Callable[..., Any]) -> Callable[..., Any]:
     )(command)
 
 
+def broker_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--central and its CA, --key-id: the key comes from a central's key broker, with the `secl login`
+    session's token (log in there first)."""
+    for option in (
+        click.option("--key-id", metavar="ID", help="With --central: the broker's key to use."),
+        click.option(
+            "--ca-fingerprint",
+            metavar="SHA384",
+            help="With --central: pin the central's root CA by its SHA-384 [default: the session's CA].",
+        ),
+        click.option(
+            "--ca-file",
+            type=click.Path(dir_okay=False, exists=True),
+            metavar="PEM",
+            help="With --central: the central's CA certificates [default: the session's CA].",
+        ),
+        click.option(
+            "--central",
+            metavar="URL",
+            help="Take the key from this central's key broker (https://central:8443; `secl login` first).",
+        ),
+    ):
+        command = option(command)
+    return command
+
+
+def _broker(  # noqa: PLR0917 (the options of one command, passed through)
+    central: str | None,
+    ca_file: str | None,
+    ca_fingerprint: str | None,
+    key_id: str | None,
+    policy_id: str | None = None,
+    label: str = "",
+) -> BrokerKey | None:
+    if central is None:
+        if any(v is not None for v in (ca_file, ca_fingerprint, key_id, policy_id)):
+            raise click.UsageError("--ca-file, --ca-fingerprint, --key-id and --policy need --central")
+        return None
+    if ca_file is not None and ca_fingerprint is not None:
+        raise click.UsageError("give at most one of --ca-file and --ca-fingerprint")
+    if key_id is not None and policy_id is not None:
+        raise click.UsageError("--policy is for a key this run creates; --key-id reuses one with its own")
+    return BrokerKey(
+        central=central,
+        key_id=key_id,
+        policy_id=policy_id,
+        label=label,
+        ca_file=Path(ca_file) if ca_file is not None else None,
+        ca_fingerprint=ca_fingerprint,
+    )
+
+
 def _jobs_option(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return click.option(
         "--jobs",
@@ -89,16 +142,23 @@ def _jobs_option(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]
     )
 
 
-def _key_source(key_file: Path | None, key_fd: int | None) -> KeySource:
-    if (key_file is None) == (key_fd is None):
-        raise click.UsageError("give the image key with exactly one of --key-file and --key-fd")
-    return KeySource(key_file=key_file, key_fd=key_fd)
+def _key_source(key_file: Path | None, key_fd: int | None, broker: BrokerKey | None = None) -> KeySource:
+    if sum(x is not None for x in (key_file, key_fd, broker)) != 1:
+        raise click.UsageError("give the image key with exactly one of --key-file, --key-fd and --central")
+    return KeySource(key_file=key_file, key_fd=key_fd, broker=broker)
 
 
 @cli.command("encrypt-image")
 @click.argument("image", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("output", type=click.Path(dir_okay=False, path_type=Path))
 @key_options
+@broker_options
+@click.option(
+    "--policy",
+    "policy_id",
+    metavar="ID",
+    help="With --central: the key-transfer policy of the key created [default: the broker's default].",
+)
 @click.option(
     "--format",
     "out_format",
@@ -137,6 +197,11 @@ def encrypt_image_command(  # noqa: PLR0917 (click passes every option by name)
     output: Path,
     key_file: Path | None,
     key_fd: int | None,
+    central: str | None,
+    ca_file: str | None,
+    ca_fingerprint: str | None,
+    key_id: str | None,
+    policy_id: str | None,
     out_format: str,
     in_format: str | None,
     iter_time: int,
@@ -152,29 +217,49 @@ def encrypt_image_command(  # noqa: PLR0917 (click passes every option by name)
     only when complete, with mode 0600. The key reaches qemu-img and cryptsetup through an in-memory file
     descriptor, never a command line, the environment or a file. Prints the SHA-256 of OUTPUT (base64,
     as the image flavor carries it).
+
+    With --central the key comes from that central's key broker: a new AES-256 key (under --policy), or
+    --key-id's. It arrives wrapped to an RSA key made in memory for this run and is unwrapped in memory
+    only. The image flavor, whose key_url is the key's transfer URL, goes to --flavor-out (default:
+    OUTPUT.flavor.json).
     """
-    if flavor_out is not None and key_url is None:
+    broker = _broker(central, ca_file, ca_fingerprint, key_id, policy_id, label or output.name)
+    if broker is not None:
+        if key_url is not None:
+            raise click.UsageError("with --central the key's URL is the broker's: drop --key-url")
+        if flavor_out is None:
+            flavor_out = output.with_name(output.name + ".flavor.json")
+    elif flavor_out is not None and key_url is None:
         raise click.UsageError("an image flavor names the key's URL: add --key-url")
-    if flavor_out is None and key_url is not None:
+    if broker is None and flavor_out is None and key_url is not None:
         raise click.UsageError("--key-url only goes into the image flavor: add --flavor-out")
     if key_url is not None:
         check_key_url(key_url)
     if flavor_out is not None and flavor_out != Path("-") and flavor_out.exists() and not force:
         # Found out now rather than after the image is encrypted.
         raise ImageError("output-exists", f"{flavor_out}: already exists (use --force to replace it)")
-    key = acquire_key(_key_source(key_file, key_fd))
+    acquired = acquire(_key_source(key_file, key_fd, broker))
+    key_url = acquired.key_url or key_url
     fmt = EncryptedFormat(out_format)
-    result = encrypt_image(
-        image,
-        output,
-        key,
-        format=fmt,
-        source_format=PlainFormat(in_format) if in_format else None,
-        iter_time_ms=iter_time,
-        jobs=jobs,
-        overwrite=force,
-        progress=terminal_progress(sys.stderr),
-    )
+    try:
+        result = encrypt_image(
+            image,
+            output,
+            acquired.key,
+            format=fmt,
+            source_format=PlainFormat(in_format) if in_format else None,
+            iter_time_ms=iter_time,
+            jobs=jobs,
+            overwrite=force,
+            progress=terminal_progress(sys.stderr),
+        )
+    except BaseException:
+        if broker is not None and acquired.created and acquired.key_id is not None:
+            delete_created_key(broker, acquired.key_id)  # no image uses it: it would only be clutter
+        raise
+    if acquired.key_id is not None:
+        how = "created" if acquired.created else "reused"
+        click.echo(f"key {acquired.key_id} in the key broker ({how}); transfer URL {key_url}", err=True)
     if flavor_out is not None and key_url is not None:
         flavor = image_flavor(label=label or output.name, key_url=key_url, digest=result.digest)
         _write_flavor(flavor, flavor_out, overwrite=force)
@@ -186,6 +271,7 @@ def encrypt_image_command(  # noqa: PLR0917 (click passes every option by name)
 @click.argument("image", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("output", type=click.Path(dir_okay=False, path_type=Path))
 @key_options
+@broker_options
 @click.option(
     "--format",
     "out_format",
@@ -199,6 +285,10 @@ def decrypt_image_command(  # noqa: PLR0917 (click passes every option by name)
     output: Path,
     key_file: Path | None,
     key_fd: int | None,
+    central: str | None,
+    ca_file: str | None,
+    ca_fingerprint: str | None,
+    key_id: str | None,
     out_format: str | None,
     jobs: int,
     force: bool,
@@ -206,9 +296,13 @@ def decrypt_image_command(  # noqa: PLR0917 (click passes every option by name)
     """Decrypt IMAGE (a LUKS1 volume or a LUKS-encrypted qcow2) into a plain image OUTPUT, for its owner.
 
     OUTPUT is plaintext: it is created with mode 0600 and appears only when complete. A wrong key fails
-    before anything is written.
+    before anything is written. With --central and --key-id the key comes from the key broker (the
+    owner's envelope transfer, unwrapped in memory).
     """
-    key = acquire_key(_key_source(key_file, key_fd))
+    broker = _broker(central, ca_file, ca_fingerprint, key_id)
+    if broker is not None and key_id is None:
+        raise click.UsageError("decrypting with --central needs the image's --key-id")
+    key = acquire(_key_source(key_file, key_fd, broker)).key
     result = decrypt_image(
         image,
         output,

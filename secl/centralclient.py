@@ -1,4 +1,5 @@
-"""A small HTTPS client for the central, and the login session the ``secl`` admin commands share.
+"""A small HTTPS client for the central, and the login session the ``secl`` admin commands and the image
+owner's ``secl-wpm`` share (one session, one way to verify the central: neither tool keeps its own).
 
 ``secl login`` saves a session (:class:`Session`) in ``$XDG_CONFIG_HOME/secl/session.json`` (default
 ``~/.config/secl``), a file only its owner can read: it holds a bearer token, never a password. Every later
@@ -249,8 +250,19 @@ class CentralClient:
             self._tmp.unlink(missing_ok=True)
             self._tmp = None
 
-    def request(self, method: str, path: str, *, json_body: Any = None, params: dict | None = None) -> Any:
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: dict | None = None,
+        data: bytes | None = None,
+        content_type: str | None = None,
+    ) -> Any:
         headers = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         return _send(
@@ -259,6 +271,7 @@ class CentralClient:
             self.url + path,
             verify=self.verify,
             json_body=json_body,
+            data=data,
             params=params,
             headers=headers,
             timeout=self.timeout,
@@ -270,6 +283,10 @@ class CentralClient:
 
     def post(self, path: str, body: Any) -> Any:
         return self.request("POST", path, json_body=body)
+
+    def post_data(self, path: str, data: bytes, content_type: str) -> Any:
+        """POST a body that is not JSON (a PEM public key for the key broker's envelope transfer)."""
+        return self.request("POST", path, data=data, content_type=content_type)
 
     def put(self, path: str, body: Any) -> Any:
         return self.request("PUT", path, json_body=body)
@@ -290,6 +307,7 @@ def _send(
     *,
     verify: str | bool,
     json_body: Any = None,
+    data: bytes | None = None,
     params: dict | None = None,
     headers: dict | None = None,
     timeout: float = TIMEOUT_SECONDS,
@@ -297,7 +315,14 @@ def _send(
 ) -> Any:
     try:
         response = http.request(
-            method, url, json=json_body, params=params, headers=headers, verify=verify, timeout=timeout
+            method,
+            url,
+            json=json_body,
+            data=data,
+            params=params,
+            headers=headers,
+            verify=verify,
+            timeout=timeout,
         )
     except requests.exceptions.SSLError as exc:
         trusted = (

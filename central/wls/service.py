@@ -71,8 +71,13 @@ def request_key(
     """The key at ``request.key_url`` wrapped to the TPM of the host ``request.hardware_uuid`` names."""
     hardware_uuid = request.hardware_uuid.lower()
     host = _requested_host(session, hardware_uuid, request.caller_host, actor=actor, key_url=request.key_url)
-    local_key_id, key_id = _parse_key_url(request.key_url, request.own_authorities)
     try:
+        local_key_id, key_id = _parse_key_url(request.key_url, request.own_authorities)
+    except Invalid as exc:
+        _refuse(session, exc, actor=actor, host=host.name, key_id=request.key_url[:255])
+    try:
+        if local_key_id is None:
+            _broker_ca(services)  # before attesting: a remote broker this central cannot verify is no use
         max_age = _max_report_age(session, local_key_id)
         newest = _newest_report(session, host.id)
         cached = _cached(

@@ -157,7 +157,8 @@ def test_a_host_asks_only_for_its_own_keys(
     )
     assert unknown.status_code == 404 and unknown.get_json()["code"] == "host-not-found"
 
-    # A real key of this central, for a host whose agent cannot be reached: the attestation fails, named.
+    # A real key of this central, for a host without a certified binding key: refused, named, before
+    # the service attests the host for nothing.
     key = client.post(
         "/kbs/v1/keys",
         json={"key_information": {"algorithm": "AES", "key_length": 256}},
@@ -165,12 +166,12 @@ def test_a_host_asks_only_for_its_own_keys(
     )
     assert key.status_code == 201, key.get_json()
     real_url = f"https://localhost/kbs/v1/keys/{key.get_json()['key_information']['id']}/transfer"
-    unreachable = client.post(
+    unbound = client.post(
         f"{WLS}/keys", json={"hardware_uuid": UUID_A, "key_url": real_url}, headers=host_a.headers()
     )
-    assert unreachable.status_code in (409, 503) and unreachable.get_json()["code"], unreachable.get_json()
+    assert unbound.status_code == 403 and unbound.get_json()["code"] == "binding-key-not-certified"
     codes = {e["details"]["code"] for e in _audit(client, admin_headers, "wls.key-refused")}
-    assert {"host-mismatch", "key-url-invalid", "key-not-found", unreachable.get_json()["code"]} <= codes
+    assert {"host-mismatch", "key-url-invalid", "key-not-found", "binding-key-not-certified"} <= codes
 
 
 def _certify_signing_key(app: Flask, host_id: str) -> rsa.RSAPrivateKey:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import NoReturn
 from urllib.parse import urlsplit
 
+import jwt
 import requests
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -33,6 +34,7 @@ from secl.central.privacyca.hostkeys import host_key_certificate
 from secl.central.reports.service import attest_host
 from secl.central.store.hvs_flavor_models import Host
 from secl.central.store.hvs_report_models import HostManifestRecord, Report
+from secl.central.store.kbs_models import HostKeyCertificate
 from secl.central.store.wls_models import CachedKey
 from secl.core.certifiedkey import KeyUsage
 from secl.core.errors import EvidenceError
@@ -90,12 +92,13 @@ def request_key(
             )  # fmt: skip
             session.commit()
             return WrappedKey(cached.key_id, cached.wrapped, cached.report_id, cached=True)
-        report = newest if newest is not None and _young(newest.created_at, max_age) else None
+        binding = _binding_key(session, host)
+        report = newest if newest is not None and _usable(newest, binding, max_age) else None
         if report is None:
             stored = attest_host(session, services, host, actor=actor)
             report = session.get(Report, stored.id)
             assert report is not None  # attest_host committed it
-        evidence = _evidence(session, host, report)
+        evidence = _evidence(session, report, binding)
         if local_key_id is not None:
             released = kbs.transfer_to_host(session, services, local_key_id, evidence, actor=actor)
             wrapped = released.wrapped
@@ -215,9 +218,7 @@ def _remember(
     row.created_at = datetime.now(UTC)
 
 
-def _evidence(session: Session, host: Host, report: Report) -> TransferEvidence:
-    """The host's evidence for the broker: the report's JWT, the AIK certificate of the manifest the
-    report was judged on (the one the JWT names), and the host's certified binding key."""
+def _binding_key(session: Session, host: Host) -> HostKeyCertificate:
     binding = host_key_certificate(session, host.id, KeyUsage.BINDING)
     if binding is None:
         raise Forbidden(
@@ -225,6 +226,26 @@ def _evidence(session: Session, host: Host, report: Report) -> TransferEvidence:
             "(POST /hvs/v2/rpc/certify-host-binding-key)",
             code="binding-key-not-certified",
         )
+    return binding
+
+
+def _usable(report: Report, binding: HostKeyCertificate, max_age: int) -> bool:
+    """Whether ``report`` can go to the broker: young enough, and judged with the host's current binding
+    key (a report from before the key was certified, or re-certified, names none or another; the broker
+    would refuse it)."""
+    if not _young(report.created_at, max_age):
+        return False
+    try:
+        # Our own stored JWT: its signature was made here; only the claim is read.
+        claims = jwt.decode(report.jwt, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return False
+    return bool(claims.get("binding_key_certificate_sha384") == binding.sha384)
+
+
+def _evidence(session: Session, report: Report, binding: HostKeyCertificate) -> TransferEvidence:
+    """The host's evidence for the broker: the report's JWT, the AIK certificate of the manifest the
+    report was judged on (the one the JWT names), and the host's certified binding key."""
     manifest = session.get(HostManifestRecord, report.host_manifest_digest)
     encoded = manifest.document.get("aik_certificate") if manifest is not None else None
     try:

@@ -14,6 +14,7 @@ import base64
 import hashlib
 import json
 import os
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -164,6 +165,27 @@ def test_a_workload_agent_gets_its_key_only_while_its_host_is_trusted(
     assert (
         flavor_key.json()["flavor"] == flavor["flavor"] and flavor_key.json()["key"] == released.json()["key"]
     )
+
+    # A key whose policy wants a fresher report than the host's newest: the service attests the host first.
+    policy = api(
+        live,
+        admin,
+        "POST",
+        "/kbs/v1/key-transfer-policies",
+        json={"name": "fresh", "max_report_age_seconds": 6},
+    )
+    assert policy.status_code == 201, policy.text
+    fresh_key = api(live, admin, "POST", "/kbs/v1/keys", json={
+        "key_information": {"algorithm": "AES", "key_length": 128}, "transfer_policy_id": policy.json()["id"],
+    })  # fmt: skip
+    assert fresh_key.status_code == 201, fresh_key.text
+    fresh_id = fresh_key.json()["key_information"]["id"]
+    time.sleep(2)  # the newest report is now older than the 1 s this policy leaves after the margin
+    fresh = api(live, _as_host(golden), "POST", f"{WLS}/keys", json=dict(request, key_url=f"{live.url}/kbs/v1/keys/{fresh_id}"))  # fmt: skip
+    assert fresh.status_code == 200, fresh.text
+    events = api(live, admin, "GET", "/aas/v1/audit-events", params={"limit": 1000}).json()
+    released_on = {e["target"]: e["details"]["report_id"] for e in events if e["action"] == "wls.key-released" and not e["details"]["cached"]}  # fmt: skip
+    assert released_on[fresh_id] != released_on[key_id]
 
     # Another host's key: refused.
     stranger = dict(request, hardware_uuid=str(uuid.uuid4()))

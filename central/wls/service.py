@@ -194,10 +194,14 @@ def _cached(
     max_age: int,
 ) -> CachedKey | None:
     """A cached wrapped key still good to serve: cached within ``key_cache_seconds``, released on the
-    host's newest report (a newer verdict, trusted or not, voids it), which is young enough for the policy."""
+    host's newest report (a newer verdict, trusted or not, voids it), which is young enough for the policy,
+    to the binding key the host still has certified."""
     row = session.get(CachedKey, (host.id, key_url))
     if row is None or newest is None or row.report_id != newest.id:
         return None
+    binding = host_key_certificate(session, host.id, KeyUsage.BINDING)
+    if binding is None or binding.created_at > row.created_at:
+        return None  # wrapped to a binding key the host no longer has certified
     cache_age = (datetime.now(UTC) - row.created_at).total_seconds()
     if cache_age > services.config.key_cache_seconds or not _young(row.report_created_at, max_age):
         return None

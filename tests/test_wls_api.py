@@ -116,7 +116,8 @@ def test_image_flavors_are_signed_and_images_link_them(
 def test_a_host_asks_only_for_its_own_keys(
     central_app: Flask, client: FlaskClient, admin_headers: dict[str, str]
 ) -> None:
-    host_a = enroll_host(client, central_app, admin_headers, "host-a", UUID_A)
+    # Stored in upper case, as an agent may report it: the host still finds itself.
+    host_a = enroll_host(client, central_app, admin_headers, "host-a", UUID_A.upper())
     enroll_host(client, central_app, admin_headers, "host-b", UUID_B)
     key_url = f"https://localhost/kbs/v1/keys/{uuid.uuid4()}/transfer"
 

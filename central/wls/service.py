@@ -21,7 +21,8 @@ from urllib.parse import urlsplit
 
 import jwt
 import requests
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from secl.central import audit
@@ -107,6 +108,11 @@ def request_key(
     except (ServiceError, EvidenceError) as exc:
         _refuse(session, exc, actor=actor, host=host.name, key_id=key_id)
     _remember(session, host.id, request.key_url, key_id=key_id, wrapped=wrapped, report=report)
+    try:
+        session.commit()
+    except IntegrityError:
+        # A concurrent request for the same host and key cached its answer first: this one stands anyway.
+        session.rollback()
     audit.record(
         session, "wls.key-released", actor=actor, outcome="success", target=key_id,
         host=host.name, report_id=report.id, cached=False, broker="local" if local_key_id else "remote",
@@ -119,7 +125,8 @@ def request_key(
 def _requested_host(
     session: Session, hardware_uuid: str, caller_host: str | None, *, actor: str, key_url: str
 ) -> Host:
-    host = session.scalar(select(Host).where(Host.hardware_uuid == hardware_uuid))
+    # Agents report SMBIOS UUIDs in either case; compare them in lower case.
+    host = session.scalar(select(Host).where(func.lower(Host.hardware_uuid) == hardware_uuid))
     # A host may ask only for itself; an unknown UUID gets the same answer, so that a host learns nothing
     # about which other hosts exist.
     if caller_host is not None and (host is None or host.name != caller_host):

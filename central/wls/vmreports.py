@@ -20,7 +20,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from secl.central import audit
@@ -51,7 +51,7 @@ def create_report(session: Session, report: SignedReport, *, caller_host: str | 
     content = _signed_content(report)
     info = content["instance_manifest"]["instance_info"]
     hardware_uuid = str(info["host_hardware_uuid"]).lower()
-    host = session.scalar(select(Host).where(Host.hardware_uuid == hardware_uuid))
+    host = session.scalar(select(Host).where(func.lower(Host.hardware_uuid) == hardware_uuid))
     if caller_host is not None and (host is None or host.name != caller_host):
         _refuse(
             session,

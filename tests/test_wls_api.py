@@ -224,6 +224,24 @@ def test_vm_reports_are_accepted_only_signed_by_the_hosts_key(
         dict(body, signature="%%%"),
         dict(body, hash_alg="MD5"),
         dict(body, data=base64.b64encode(b"[1]").decode()),
+        dict(body, data=base64.b64encode(b"[" * 150_000).decode()),  # nested past the parser's recursion
+        {k: v for k, v in body.items() if k in ("data", "hash_alg", "signature")}
+        | {
+            "data": base64.b64encode(
+                json.dumps(
+                    instance_report(UUID_A, "vm-1")
+                    | {
+                        "instance_manifest": {
+                            "instance_info": {
+                                "instance_id": "v",
+                                "host_hardware_uuid": UUID_A,
+                                "image_id": "x" * 65,
+                            }
+                        }
+                    }
+                ).encode()
+            ).decode()
+        },
         {"data": body["data"]},
         dict(body, surprise=1),
     ):

@@ -88,6 +88,7 @@ def _flavor_out(signed: images.SignedImageFlavor) -> SignedFlavorOut:
 )
 def create_flavor(body: FlavorCreate) -> SignedFlavorOut:
     flavor = body.flavor.model_dump(mode="json", exclude_none=True)
+    flavor["meta"]["id"] = flavor["meta"]["id"].lower()  # ids are compared in lower case everywhere
     return _flavor_out(images.create_flavor(db(), services(), flavor, actor=current_principal().username))
 
 
@@ -109,7 +110,7 @@ def search_flavors(query: FlavorSearch) -> list[SignedFlavorOut]:
     summary="Get an image flavor with its signature (checked before it is served)",
 )  # fmt: skip
 def get_flavor(flavor_id: str) -> SignedFlavorOut:
-    return _flavor_out(images.get_flavor(db(), services(), flavor_id))
+    return _flavor_out(images.get_flavor(db(), services(), flavor_id.lower()))
 
 
 @endpoint(
@@ -117,7 +118,7 @@ def get_flavor(flavor_id: str) -> SignedFlavorOut:
     summary="Delete an image flavor that no image uses",
 )  # fmt: skip
 def delete_flavor(flavor_id: str) -> None:
-    images.delete_flavor(db(), flavor_id, actor=current_principal().username)
+    images.delete_flavor(db(), flavor_id.lower(), actor=current_principal().username)
 
 
 # --- images ------------------------------------------------------------------------------------------------

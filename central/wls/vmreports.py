@@ -116,9 +116,11 @@ def _signed_content(report: SignedReport) -> dict[str, Any]:
         for field in ("instance_id", "host_hardware_uuid"):
             if not isinstance(info[field], str) or not 0 < len(info[field]) <= 64:
                 raise ValueError(field)
+        if not isinstance(info.get("image_id", ""), str) or len(info.get("image_id", "")) > 64:
+            raise ValueError("image_id")
         if not isinstance(content["trusted"], bool) or not isinstance(content.get("results", []), list):
             raise ValueError("trusted")
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         raise Invalid(
             "data is not SecL's instance trust report (instance_manifest.instance_info with instance_id and "
             "host_hardware_uuid, trusted)",

@@ -53,6 +53,7 @@ def _register_blueprints(app: Flask) -> None:
     from secl.central.reports.views import bp as reports
     from secl.central.tags.views import bp as tags
     from secl.central.versions import area_blueprint
+    from secl.central.wls.views import bp as wls
 
     app.register_blueprint(aas)
     app.register_blueprint(cms)
@@ -60,8 +61,8 @@ def _register_blueprints(app: Flask) -> None:
     for area in (privacyca, endorsements, hosts, flavorgroups, flavors, flavortemplates, reports, tags):
         app.register_blueprint(area)
     app.register_blueprint(kbs)
-    for name, prefix, api in (("hvs", "/hvs/v2", "v2"), ("wls", "/wls/v2", "v2")):
-        app.register_blueprint(area_blueprint(name, prefix, api))
+    app.register_blueprint(wls)
+    app.register_blueprint(area_blueprint("hvs", "/hvs/v2", "v2"))
 
 
 def _register_openapi(app: Flask) -> None:

@@ -53,6 +53,15 @@ class CentralConfig:
     kmip_ca_certificate: str = ""
     # Bound on connecting to the KMIP server, the TLS handshake and each of its answers.
     kmip_timeout_seconds: int = 10
+    # The workload service keeps a key it obtained for a host (wrapped to that host's TPM) this long, as
+    # SecL's WLS does, and serves it again only while the report behind it is young enough for its policy.
+    key_cache_seconds: int = 300
+    # The CA bundle (PEM; relative paths are taken in <state_dir>/keys) that a remote key broker's TLS
+    # certificate must chain to, for image flavors whose key URL names another central. Empty: keys are
+    # fetched only from this central's own broker. TLS verification is never turned off.
+    wls_key_broker_ca: str = ""
+    # Bound on connecting to a remote key broker and on its answer.
+    wls_key_broker_timeout_seconds: int = 10
     log_level: str = "INFO"
 
     @property

@@ -41,7 +41,9 @@ __all__ = [
     "check_secl_signature",
     "flavor_signing_payload",
     "sign_flavor",
+    "sign_payload",
     "verify_flavor_signature",
+    "verify_payload",
 ]
 
 NIL_UUID = "00000000-0000-0000-0000-000000000000"
@@ -73,18 +75,37 @@ def _ec_hash(curve: ec.EllipticCurve) -> hashes.HashAlgorithm:
     return hashes.SHA512()
 
 
-def sign_flavor(flavor: Flavor, private_key: PrivateKey) -> SignedFlavor:
-    """Sign ``flavor`` with our scheme and return the envelope."""
-    payload = flavor_signing_payload(flavor)
+def sign_payload(payload: bytes, private_key: PrivateKey) -> str:
+    """Our flavor signature (base64) over ``payload``: shared by HVS flavors and the workload service's
+    image flavors, so both are signed the same way with the one flavor-signing key."""
     if isinstance(private_key, ec.EllipticCurvePrivateKey):
         sig = private_key.sign(payload, ec.ECDSA(_ec_hash(private_key.curve)))
     elif isinstance(private_key, rsa.RSAPrivateKey):
         sig = private_key.sign(payload, padding.PKCS1v15(), hashes.SHA384())
     else:
         raise FlavorSignatureError(f"cannot sign flavors with a {type(private_key).__name__}")
+    return base64.b64encode(sig).decode("ascii")
+
+
+def verify_payload(
+    payload: bytes, signature: bytes, public_key_or_cert: PublicKey | x509.Certificate
+) -> None:
+    """Check a signature :func:`sign_payload` made; raise :class:`FlavorSignatureError` if it fails."""
+    key = _public_key(public_key_or_cert)
+    try:
+        if isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(signature, payload, ec.ECDSA(_ec_hash(key.curve)))
+        else:
+            key.verify(signature, payload, padding.PKCS1v15(), hashes.SHA384())
+    except InvalidSignature:
+        raise FlavorSignatureError("the flavor signature does not verify") from None
+
+
+def sign_flavor(flavor: Flavor, private_key: PrivateKey) -> SignedFlavor:
+    """Sign ``flavor`` with our scheme and return the envelope."""
     return SignedFlavor(
         flavor,
-        base64.b64encode(sig).decode("ascii"),
+        sign_payload(flavor_signing_payload(flavor), private_key),
         MappingProxyType({"signature_scheme": SIGNATURE_SCHEME}),
     )
 

@@ -53,6 +53,16 @@ class SealedKeyStore:
                 )
         self._keks = dict(keks)
         self.current = current
+        self._directory: Path | None = None
+
+    def _reload(self) -> None:
+        """Read the KEK directory again: ``secl-central rotate-kek`` may have run since this store loaded it
+        (a running central must then seal under the new KEK and open keys re-sealed under it)."""
+        if self._directory is None:
+            return
+        fresh = SealedKeyStore.from_directory(self._directory)
+        self._keks = fresh._keks  # first: the new current KEK is among them before it is used
+        self.current = fresh.current
 
     @classmethod
     def from_directory(cls, directory: Path) -> SealedKeyStore:
@@ -65,7 +75,9 @@ class SealedKeyStore:
                 f"cannot read the key-encryption keys in {directory}: {exc.strerror}; run `secl-central setup`",
                 code="kek-missing",
             ) from None
-        return cls(keks, current)
+        store = cls(keks, current)
+        store._directory = directory
+        return store
 
     def create(self, key_id: str, spec: KeySpec) -> StoredKey:
         return self.seal(key_id, keymaterial.generate(spec))
@@ -74,6 +86,13 @@ class SealedKeyStore:
         return self.seal(key_id, keymaterial.normalize(spec, material))
 
     def seal(self, key_id: str, material: bytes, *, under: str | None = None) -> StoredKey:
+        if under is None and self._directory is not None:
+            try:
+                current = (self._directory / "current").read_text().strip()
+            except OSError:
+                current = self.current
+            if current != self.current or current not in self._keks:
+                self._reload()
         identifier = under or self.current
         kek = self._keks[identifier]
         header = _VERSION + bytes.fromhex(identifier)
@@ -91,6 +110,9 @@ class SealedKeyStore:
             raise KeyMaterialInvalid("the sealed key is damaged (bad header)", code="sealed-key-damaged")
         identifier = blob[1:header_size].hex()
         kek = self._keks.get(identifier)
+        if kek is None:
+            self._reload()
+            kek = self._keks.get(identifier)
         if kek is None:
             raise KeyStoreUnavailable(
                 f"the key is sealed under KEK {identifier}, which this central does not hold",

@@ -1,0 +1,82 @@
+"""Rotating the sealed store's key-encryption key (``secl-central rotate-kek``).
+
+The order makes every crash safe (see :mod:`secl.central.kbs.sealedstore`):
+
+1. write the new KEK file (0600), not yet current: a crash here leaves an unused file, removed next time;
+2. re-seal every ``kbs_keys`` row of the sealed store under the new KEK in one transaction: before the
+   commit every row is sealed under the old KEKs, after it under the new one, and both files are on disk;
+3. make the new KEK current (``current`` replaced by rename);
+4. remove the KEK files that no row uses any more (the current one always stays).
+
+Run it again after a crash at any step: it finishes the work (rows under a KEK that is not current are
+re-sealed, unused files go). Material never leaves this process and is never logged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from secl.central import audit
+from secl.central.kbs.keystore import StoredKey
+from secl.central.kbs.sealedstore import (
+    STORE_NAME,
+    SealedKeyStore,
+    make_kek_current,
+    new_kek,
+    write_kek,
+)
+from secl.central.store.kbs_models import KeyRecord
+
+
+@dataclass(frozen=True)
+class Rotation:
+    old: str
+    new: str
+    resealed: int
+    removed: tuple[str, ...]
+
+
+def _sealed_rows(session: Session) -> list[KeyRecord]:
+    return list(
+        session.scalars(select(KeyRecord).where(KeyRecord.store == STORE_NAME).order_by(KeyRecord.id))
+    )
+
+
+def rotate_kek(session: Session, directory: Path, *, actor: str = "secl-central") -> Rotation:
+    """Re-seal every sealed key under a new KEK, make it current, and remove the KEK files left unused."""
+    old = SealedKeyStore.from_directory(directory).current
+    identifier = write_kek(directory, new_kek(), make_current=False)
+    store = SealedKeyStore.from_directory(directory)  # holds every KEK on disk, the new one among them
+    rows = _sealed_rows(session)
+    for row in rows:
+        material = store.material(row.id, StoredKey(row.store, row.reference))
+        row.reference = store.seal(row.id, material, under=identifier).reference
+    audit.record(
+        session,
+        "kbs.kek-rotated",
+        actor=actor,
+        outcome="success",
+        target=identifier,
+        previous=old,
+        keys=len(rows),
+    )
+    session.commit()
+    make_kek_current(directory, identifier)
+    return Rotation(old, identifier, len(rows), remove_unused_keks(session, directory))
+
+
+def remove_unused_keks(session: Session, directory: Path) -> tuple[str, ...]:
+    """Delete the KEK files that neither the current KEK nor any sealed row needs."""
+    store = SealedKeyStore.from_directory(directory)
+    in_use = {store.current}
+    in_use.update(store.sealed_under(StoredKey(row.store, row.reference)) for row in _sealed_rows(session))
+    removed = []
+    for path in sorted(directory.glob("*.key")):
+        if path.stem not in in_use:
+            path.unlink()
+            removed.append(path.stem)
+    return tuple(removed)

@@ -18,6 +18,7 @@ import base64
 import os
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +28,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
+from sqlalchemy import select
 
 from secl.central.config import CentralConfig
+from secl.central.privacyca.service import prune_challenges
 from secl.central.setup import run_setup
+from secl.central.store.db import Database
+from secl.central.store.hvs_models import AIKChallenge
+from secl.central.store.models import utcnow
 from tests.agent_harness import ProvisionedAgent, admin_headers, api
 from tests.central_fixtures import CentralState
 from tests.kbs_host import (
@@ -78,6 +84,23 @@ def _refused(live: LiveCentral, key_id: str, body: dict[str, str], status: int, 
     assert (answer.status_code, answer.json().get("code")) == (status, code), answer.text
 
 
+def _age_aik_enrollments(central: CentralState, age: timedelta) -> None:
+    """Move every AIK challenge ``age`` into the past, then prune as the next enrollment would."""
+    database = Database(central.config.sqlalchemy_url)
+    try:
+        with database.sessions() as session:
+            challenges = list(session.scalars(select(AIKChallenge)))
+            assert challenges
+            for challenge in challenges:
+                challenge.created_at -= age
+                challenge.expires_at -= age
+            session.flush()
+            prune_challenges(session, utcnow())
+            session.commit()
+    finally:
+        database.dispose()
+
+
 def _audit(live: LiveCentral, headers: dict[str, str]) -> list[dict[str, Any]]:
     events = api(live, headers, "GET", "/aas/v1/audit-events", params={"limit": 1000})
     assert events.status_code == 200, events.text
@@ -104,6 +127,9 @@ def test_each_refusal_has_its_code_and_its_audit_row(
     foreign_aik = issue_certificate(make_ca("another Privacy CA"), aik.public_key(), "aik")
     refused = api(live, as_host, "POST", CERTIFY, json=dict(register, aik_der_certificate=b64(foreign_aik.public_bytes(Encoding.DER))))  # fmt: skip
     assert (refused.status_code, refused.json()["code"]) == (403, "aik-not-certified"), refused.text
+    # Two days on, another host's AIK enrollment prunes old challenges: the record of which host this AIK
+    # certificate was issued to must survive it (it did not: every certify then failed aik-not-certified).
+    _age_aik_enrollments(central_state, timedelta(days=2))
     certified = api(live, as_host, "POST", CERTIFY, json=register)
     assert certified.status_code == 201, certified.text
     binding = base64.b64decode(certified.json()["binding_key_der_certificate"])

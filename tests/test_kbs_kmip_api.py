@@ -159,3 +159,40 @@ def test_a_kmip_server_that_is_down_is_a_503_and_nothing_is_half_written(
         assert client.delete(f"/kbs/v1/keys/{kept_id}", headers=headers).status_code == 204
     finally:
         app.extensions["secl.db"].dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_a_kmip_key_on_a_central_no_longer_configured_for_kmip_is_a_503_not_a_500(
+    central_state: CentralState, kmip_endpoint: KmipEndpoint
+) -> None:
+    """A central moved back from KMIP to the sealed store (its KMIP settings gone) still lists its KMIP keys;
+    releasing or deleting one says the store is not configured, and a half-configured KMIP store refuses
+    new keys the same way: 503 with a code, never a 500."""
+    app = _kmip_app(central_state, kmip_endpoint)
+    try:
+        client = app.test_client()
+        created = client.post("/kbs/v1/keys", headers=_headers(client, central_state),
+                              json={"key_information": {"algorithm": "AES", "key_length": 256}})  # fmt: skip
+        assert created.status_code == 201, created.get_json()
+        key_id = created.get_json()["key_information"]["id"]
+    finally:
+        app.extensions["secl.db"].dispose()
+    for config in (central_state.config, replace(central_state.config, key_store="kmip")):
+        app = create_app(config)
+        try:
+            client = app.test_client()
+            headers = _headers(client, central_state)
+            assert client.get(f"/kbs/v1/keys/{key_id}", headers=headers).status_code == 200
+            released = _owner_unwrap(client, headers, key_id)
+            assert not isinstance(released, bytes)
+            assert released.status_code == 503, released.get_json()
+            assert released.get_json()["code"] == "keystore-not-configured", released.get_json()
+            deleted = client.delete(f"/kbs/v1/keys/{key_id}", headers=headers)
+            assert (deleted.status_code, deleted.get_json()["code"]) == (503, "keystore-not-configured")
+            if config.key_store == "kmip":
+                refused = client.post("/kbs/v1/keys", headers=headers,
+                                      json={"key_information": {"algorithm": "AES", "key_length": 256}})  # fmt: skip
+                assert (refused.status_code, refused.get_json()["code"]) == (503, "keystore-not-configured")
+                assert len(client.get("/kbs/v1/keys", headers=headers).get_json()) == 1
+        finally:
+            app.extensions["secl.db"].dispose()

@@ -8,12 +8,14 @@ import base64
 import os
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from secl.central.cli import cli
+from secl.central.kbs import kekrotation
 from secl.central.kbs.kekrotation import remove_unused_keks
 from secl.central.kbs.keystore import StoredKey
 from secl.central.kbs.sealedstore import SealedKeyStore, kek_id, new_kek, write_kek
@@ -123,4 +125,37 @@ def test_an_interrupted_rotation_is_finished_by_running_it_again(
     write_kek(kek_dir, new_kek(), make_current=False)
     _rotate(central_state, tmp_path)
     assert len(_kek_files(kek_dir)) == 1 and old not in _kek_files(kek_dir)
+    assert _owner_unwrap(client, admin_headers, key_id) == material
+
+
+def test_a_rotation_that_crashed_after_the_reseal_is_finished_by_running_it_again(
+    client: FlaskClient, admin_headers: dict[str, str], central_state: CentralState,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Every key re-sealed under the new KEK, committed, then a crash before it became current: the keys
+    still open (both KEK files are there), and the next run leaves one KEK, current, sealing every key."""
+    kek_dir = central_state.config.keys_dir / "kek"
+    (old,) = _kek_files(kek_dir)
+    material = os.urandom(32)
+    created = client.post("/kbs/v1/keys", headers=admin_headers, json={
+        "key_information": {"algorithm": "AES", "key_length": 256, "key_string": base64.b64encode(material).decode()},
+    })  # fmt: skip
+    key_id = created.get_json()["key_information"]["id"]
+
+    def crash(directory: Path, identifier: str) -> None:
+        raise OSError("power cut")
+
+    monkeypatch.setattr(kekrotation, "make_kek_current", crash)
+    database = Database(central_state.config.sqlalchemy_url)
+    try:
+        with database.sessions() as session, pytest.raises(OSError):
+            kekrotation.rotate_kek(session, kek_dir)
+    finally:
+        database.dispose()
+    monkeypatch.undo()
+    assert (kek_dir / "current").read_text().strip() == old and len(_kek_files(kek_dir)) == 2
+    assert _owner_unwrap(client, admin_headers, key_id) == material
+    _rotate(central_state, tmp_path)
+    (final,) = _kek_files(kek_dir)
+    assert final != old and (kek_dir / "current").read_text().strip() == final
     assert _owner_unwrap(client, admin_headers, key_id) == material

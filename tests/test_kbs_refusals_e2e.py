@@ -107,7 +107,6 @@ def _audit(live: LiveCentral, headers: dict[str, str]) -> list[dict[str, Any]]:
     return events.json()
 
 
-@pytest.mark.parametrize("backend", ["sqlite"])
 def test_each_refusal_has_its_code_and_its_audit_row(
     live_central: LiveCentral, central_state: CentralState, golden: ProvisionedAgent
 ) -> None:

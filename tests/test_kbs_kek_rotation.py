@@ -142,7 +142,7 @@ def test_a_rotation_that_crashed_after_the_reseal_is_finished_by_running_it_agai
     })  # fmt: skip
     key_id = created.get_json()["key_information"]["id"]
 
-    def crash(directory: Path, identifier: str) -> None:
+    def crash(directory: Path, identifier: str, **_: object) -> None:
         raise OSError("power cut")
 
     monkeypatch.setattr(kekrotation, "make_kek_current", crash)
@@ -159,3 +159,22 @@ def test_a_rotation_that_crashed_after_the_reseal_is_finished_by_running_it_agai
     (final,) = _kek_files(kek_dir)
     assert final != old and (kek_dir / "current").read_text().strip() == final
     assert _owner_unwrap(client, admin_headers, key_id) == material
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving files to another user needs root")
+def test_rotate_kek_run_as_root_leaves_the_kek_readable_by_the_centrals_user(
+    client: FlaskClient, admin_headers: dict[str, str], central_state: CentralState, tmp_path: Path
+) -> None:
+    """``secl-central setup --owner secl`` gives the KEK files to the service user; an operator then runs
+    rotate-kek as root: the new KEK and ``current`` must still belong to that user, or the central running
+    as it cannot open any key."""
+    kek_dir = central_state.config.keys_dir / "kek"
+    service_user = (4242, 4242)
+    for path in (kek_dir, *kek_dir.iterdir()):
+        os.chown(path, *service_user)
+    _rotate(central_state, tmp_path)
+    for path in (kek_dir, *kek_dir.iterdir()):
+        status = path.stat()
+        assert (status.st_uid, status.st_gid) == service_user, path.name
+        if path.is_file():
+            assert status.st_mode & 0o777 == 0o600, path.name

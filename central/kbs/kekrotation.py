@@ -8,6 +8,9 @@ The order makes every crash safe (see :mod:`secl.central.kbs.sealedstore`):
 3. make the new KEK current (``current`` replaced by rename);
 4. remove the KEK files that no row uses any more (the current one always stays).
 
+The new files belong to the owner of the KEK directory (the central's service user) even when root runs
+the command: setup gives the KEKs to that user, and a KEK only root can read would lock every key out.
+
 Run it again after a crash at any step: it finishes the work (rows under a KEK that is not current are
 re-sealed, unused files go). Material never leaves this process and is never logged.
 """
@@ -25,6 +28,7 @@ from secl.central.kbs.keystore import StoredKey
 from secl.central.kbs.sealedstore import (
     STORE_NAME,
     SealedKeyStore,
+    directory_owner,
     make_kek_current,
     new_kek,
     write_kek,
@@ -49,7 +53,9 @@ def _sealed_rows(session: Session) -> list[KeyRecord]:
 def rotate_kek(session: Session, directory: Path, *, actor: str = "secl-central") -> Rotation:
     """Re-seal every sealed key under a new KEK, make it current, and remove the KEK files left unused."""
     old = SealedKeyStore.from_directory(directory).current
-    identifier = write_kek(directory, new_kek(), make_current=False)
+    # Run as root for a central that runs as its service user: the new files go to the directory's owner.
+    owner = directory_owner(directory)
+    identifier = write_kek(directory, new_kek(), make_current=False, owner=owner)
     store = SealedKeyStore.from_directory(directory)  # holds every KEK on disk, the new one among them
     rows = _sealed_rows(session)
     for row in rows:
@@ -65,7 +71,7 @@ def rotate_kek(session: Session, directory: Path, *, actor: str = "secl-central"
         keys=len(rows),
     )
     session.commit()
-    make_kek_current(directory, identifier)
+    make_kek_current(directory, identifier, owner=owner)
     return Rotation(old, identifier, len(rows), remove_unused_keks(session, directory))
 
 

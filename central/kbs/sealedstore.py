@@ -146,29 +146,46 @@ def new_kek() -> bytes:
     return os.urandom(KEK_BYTES)
 
 
-def write_kek(directory: Path, kek: bytes, *, make_current: bool) -> str:
+def write_kek(
+    directory: Path, kek: bytes, *, make_current: bool, owner: tuple[int, int] | None = None
+) -> str:
     """Write a KEK file (0600, never readable by others at any moment); optionally make it current.
 
-    ``current`` is replaced by rename, so a reader sees the old or the new name, never half a file.
+    ``current`` is replaced by rename, so a reader sees the old or the new name, never half a file. With
+    ``owner`` (uid, gid) the files are given to that user before anyone can see them: a KEK that root writes
+    for a central running as its service user must be readable by that user.
     """
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     identifier = kek_id(kek)
     path = directory / f"{identifier}.key"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as out:
+        if owner is not None:
+            os.fchown(out.fileno(), *owner)
         out.write(kek)
         out.flush()
         os.fsync(out.fileno())
     if make_current:
-        make_kek_current(directory, identifier)
+        make_kek_current(directory, identifier, owner=owner)
     return identifier
 
 
-def make_kek_current(directory: Path, identifier: str) -> None:
+def make_kek_current(directory: Path, identifier: str, *, owner: tuple[int, int] | None = None) -> None:
     staging = directory / "current.new"
     fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
+        if owner is not None:
+            os.fchown(out.fileno(), *owner)
         out.write(identifier + "\n")
         out.flush()
         os.fsync(out.fileno())
     os.replace(staging, directory / "current")
+
+
+def directory_owner(directory: Path) -> tuple[int, int] | None:
+    """The (uid, gid) new KEK files must have to be readable by the central: the KEK directory's owner,
+    when this process may give files away (root) and it is not this process's own user; else None."""
+    status = directory.stat()
+    if os.geteuid() != 0 or (status.st_uid, status.st_gid) == (os.geteuid(), os.getegid()):
+        return None
+    return status.st_uid, status.st_gid

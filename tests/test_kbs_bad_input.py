@@ -12,7 +12,9 @@ from typing import Any
 
 import schemathesis
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import Encoding
 from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
@@ -141,9 +143,7 @@ def test_every_malformed_request_is_a_4xx_json_error(
             _register_key_info(tpm_version="x" * 17), _register_key_info(operating_system=NUL),
             _register_key_info(aik_der_certificate="AAAA"),
             *(_register_key_info(aik_der_certificate=base64.b64encode(der).decode()) for der in impostors.values()),
-            _register_key_info(aik_der_certificate=base64.b64encode(ca.public_bytes(
-                __import__("cryptography.hazmat.primitives.serialization", fromlist=["Encoding"]).Encoding.DER
-            )).decode()),
+            _register_key_info(aik_der_certificate=base64.b64encode(ca.public_bytes(Encoding.DER)).decode()),
         ]:  # fmt: skip
             bodies.append(("POST", path, body))
 
@@ -208,8 +208,6 @@ def test_a_token_without_the_routes_permission_is_refused(
     central_app: Flask, client: FlaskClient, admin_headers: dict[str, str], central_state: CentralState
 ) -> None:
     """The exact permission each KBS route needs, and a user holding all the others gets 403."""
-    from cryptography.hazmat.primitives import serialization
-
     key_path = KeyFiles(central_state.config.keys_dir).token_signing_key
     signing_key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
     assert isinstance(signing_key, ec.EllipticCurvePrivateKey)

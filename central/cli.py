@@ -197,8 +197,16 @@ def create_enrollment_token(
 
 
 @cli.command("rotate-kek")
+@click.option(
+    "--settle-seconds",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(0, 600),
+    help="Wait this long after the new KEK becomes current before removing unused KEKs (keys a running "
+    "central is creating under the old KEK commit meanwhile and keep it).",
+)
 @click.pass_context
-def rotate_kek(ctx: click.Context) -> None:
+def rotate_kek(ctx: click.Context, settle_seconds: float) -> None:
     """Re-seal every key of the sealed key store under a new key-encryption key and remove the old one.
 
     Crash-safe: the new KEK file is written first, every key is re-sealed in one transaction, then the new
@@ -213,7 +221,7 @@ def rotate_kek(ctx: click.Context) -> None:
     database = Database(config.sqlalchemy_url)
     try:
         with database.sessions() as session:
-            rotation = rotate(session, config.keys_dir / "kek")
+            rotation = rotate(session, config.keys_dir / "kek", settle_seconds=settle_seconds)
     except KeyStoreError as exc:
         raise click.ClickException(f"cannot rotate the KEK: {exc.message} ({exc.code})") from None
     finally:

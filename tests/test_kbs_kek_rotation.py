@@ -48,7 +48,7 @@ def _owner_unwrap(client: FlaskClient, headers: dict[str, str], key_id: str) -> 
 def _rotate(central_state: CentralState, tmp_path: Path) -> str:
     config = tmp_path / "central.toml"
     config.write_text(_toml(central_state.config))
-    result = CliRunner().invoke(cli, ["--config", str(config), "rotate-kek"])
+    result = CliRunner().invoke(cli, ["--config", str(config), "rotate-kek", "--settle-seconds", "0"])
     assert result.exit_code == 0, result.output
     return result.output
 
@@ -178,3 +178,40 @@ def test_rotate_kek_run_as_root_leaves_the_kek_readable_by_the_centrals_user(
         assert (status.st_uid, status.st_gid) == service_user, path.name
         if path.is_file():
             assert status.st_mode & 0o777 == 0o600, path.name
+
+
+def test_a_key_committed_under_the_old_kek_during_the_rotation_keeps_it(
+    client: FlaskClient, admin_headers: dict[str, str], central_state: CentralState,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """A running central sealed a key under the old KEK just before the new one became current, and commits
+    it while rotate-kek settles: the old KEK is not removed under it, and the next rotation re-seals it."""
+    kek_dir = central_state.config.keys_dir / "kek"
+    (old,) = _kek_files(kek_dir)
+    before = SealedKeyStore.from_directory(kek_dir)
+    material = os.urandom(32)
+    sealed = before.seal("late-key", material, under=old)
+    policy = client.get("/kbs/v1/key-transfer-policies", headers=admin_headers).get_json()[0]["id"]
+    database = Database(central_state.config.sqlalchemy_url)
+
+    def late_commit(seconds: float) -> None:
+        assert seconds == 1.5
+        with database.sessions() as other:
+            other.add(KeyRecord(id="late-key", algorithm="AES", key_length=256, label="", usage="",
+                                transfer_policy_id=policy, store="sealed", reference=sealed.reference,
+                                created_by="test"))  # fmt: skip
+            other.commit()
+
+    monkeypatch.setattr(kekrotation.time, "sleep", late_commit)
+    try:
+        with database.sessions() as session:
+            rotation = kekrotation.rotate_kek(session, kek_dir, settle_seconds=1.5)
+    finally:
+        database.dispose()
+    monkeypatch.undo()
+    assert rotation.removed == () and old in _kek_files(kek_dir)
+    assert (kek_dir / "current").read_text().strip() == rotation.new
+    assert _owner_unwrap(client, admin_headers, "late-key") == material
+    _rotate(central_state, tmp_path)
+    assert len(_kek_files(kek_dir)) == 1 and old not in _kek_files(kek_dir)
+    assert _owner_unwrap(client, admin_headers, "late-key") == material

@@ -6,7 +6,9 @@ The order makes every crash safe (see :mod:`secl.central.kbs.sealedstore`):
 2. re-seal every ``kbs_keys`` row of the sealed store under the new KEK in one transaction: before the
    commit every row is sealed under the old KEKs, after it under the new one, and both files are on disk;
 3. make the new KEK current (``current`` replaced by rename);
-4. remove the KEK files that no row uses any more (the current one always stays).
+4. remove the KEK files that no row uses any more (the current one always stays), after a pause that lets
+   a running central commit a key it sealed under the old KEK a moment before it changed (such a key keeps
+   the old KEK; the next rotation re-seals it).
 
 The new files belong to the owner of the KEK directory (the central's service user) even when root runs
 the command: setup gives the KEKs to that user, and a KEK only root can read would lock every key out.
@@ -17,6 +19,7 @@ re-sealed, unused files go). Material never leaves this process and is never log
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,8 +53,14 @@ def _sealed_rows(session: Session) -> list[KeyRecord]:
     )
 
 
-def rotate_kek(session: Session, directory: Path, *, actor: str = "secl-central") -> Rotation:
-    """Re-seal every sealed key under a new KEK, make it current, and remove the KEK files left unused."""
+def rotate_kek(
+    session: Session, directory: Path, *, actor: str = "secl-central", settle_seconds: float = 0.0
+) -> Rotation:
+    """Re-seal every sealed key under a new KEK, make it current, and remove the KEK files left unused.
+
+    ``settle_seconds``: how long to wait between making the new KEK current and looking for unused KEKs, so
+    that a key a running central sealed under the old KEK just before (its row not yet committed) is seen
+    using it and the old KEK stays (the next rotation re-seals that key and removes it)."""
     old = SealedKeyStore.from_directory(directory).current
     # Run as root for a central that runs as its service user: the new files go to the directory's owner.
     owner = directory_owner(directory)
@@ -72,6 +81,9 @@ def rotate_kek(session: Session, directory: Path, *, actor: str = "secl-central"
     )
     session.commit()
     make_kek_current(directory, identifier, owner=owner)
+    if settle_seconds > 0:
+        time.sleep(settle_seconds)
+    session.expire_all()  # rows committed meanwhile by a running central are read afresh
     return Rotation(old, identifier, len(rows), remove_unused_keks(session, directory))
 
 

@@ -196,6 +196,42 @@ def create_enrollment_token(
     click.echo(minted.value)
 
 
+@cli.command("rotate-kek")
+@click.option(
+    "--settle-seconds",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(0, 600),
+    help="Wait this long after the new KEK becomes current before removing unused KEKs (keys a running "
+    "central is creating under the old KEK commit meanwhile and keep it).",
+)
+@click.pass_context
+def rotate_kek(ctx: click.Context, settle_seconds: float) -> None:
+    """Re-seal every key of the sealed key store under a new key-encryption key and remove the old one.
+
+    Crash-safe: the new KEK file is written first, every key is re-sealed in one transaction, then the new
+    KEK becomes current and the KEK files no key uses are removed; run it again after an interruption.
+    A running central picks up the new KEK by itself.
+    """
+    from secl.central.kbs.kekrotation import rotate_kek as rotate
+    from secl.central.kbs.keystore import KeyStoreError
+    from secl.central.store.db import Database
+
+    config = _config(ctx)
+    database = Database(config.sqlalchemy_url)
+    try:
+        with database.sessions() as session:
+            rotation = rotate(session, config.keys_dir / "kek", settle_seconds=settle_seconds)
+    except KeyStoreError as exc:
+        raise click.ClickException(f"cannot rotate the KEK: {exc.message} ({exc.code})") from None
+    finally:
+        database.dispose()
+    click.echo(
+        f"KEK {rotation.old} -> {rotation.new}: {rotation.resealed} key(s) re-sealed; "
+        f"removed {', '.join(rotation.removed) or 'no KEK file'}"
+    )
+
+
 @cli.command()
 @click.option("--debug", is_flag=True, help="Flask debug mode (never in production).")
 @click.pass_context

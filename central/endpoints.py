@@ -195,10 +195,13 @@ def _authorize(permission: str) -> Principal:
 def _parse_body(model: type[BaseModel]) -> BaseModel:
     if not request.is_json:
         raise UnsupportedMediaType("the request body must be JSON (Content-Type: application/json)")
-    raw = request.get_json(silent=True)
-    if raw is None:
-        raise Invalid("the request body is not valid JSON", code="invalid-json")
-    _refuse_nul(raw, "body")
+    try:
+        raw = request.get_json(silent=True)
+        if raw is None:
+            raise Invalid("the request body is not valid JSON", code="invalid-json")
+        _refuse_nul(raw, "body")
+    except RecursionError:  # json and the NUL walk recurse: a body nested a thousand deep is no request
+        raise Invalid("the request body is nested too deeply", code="invalid-json") from None
     return _validate(model, raw, "body")
 
 

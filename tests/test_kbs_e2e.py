@@ -12,96 +12,24 @@ import base64
 import hashlib
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from secl.central.store.db import Database
 from secl.core.attestation import verify_attestation_result
-from secl.core.hostassertion import sign_host_assertion
-from secl.core.tpm import load_ak_public
-from secl.host.statefiles import StateFiles
-from secl.host.tpm import TPMAdapter
 from tests.agent_harness import CHANGED_BOOT, ProvisionedAgent, admin_headers, api
 from tests.central_fixtures import PG_BIN, CentralState
+from tests.kbs_host import (
+    certify_binding_key,
+    host_assertion,
+    trusted_host,
+    unwrap_in_host_tpm,
+)
+from tests.kbs_host import evidence as host_evidence
 from tests.live_central import LiveCentral
-from tests.tpmkeys import certification_request, decrypt_in_tpm
 
 pytestmark = pytest.mark.swtpm
-
-
-def _trusted_host(live: LiveCentral, headers: dict[str, str]) -> str:
-    """The host the agent's setup registered (under its enrollment name), with flavors imported from it."""
-    found = api(live, headers, "GET", "/hvs/v2/hosts", params={"nameEqualTo": "localhost"})
-    assert found.status_code == 200, found.text
-    hosts = found.json()["hosts"] if isinstance(found.json(), dict) else found.json()
-    (host,) = hosts
-    imported = api(live, headers, "POST", "/hvs/v2/flavors/from-host", json={"host_id": host["id"]})
-    assert imported.status_code == 201, imported.text
-    return host["id"]
-
-
-def _host_assertion(agent: ProvisionedAgent) -> dict[str, str]:
-    """What the workload agent sends: a token signed with the host's enrollment key, no password."""
-    state = StateFiles(Path(agent.env["SECL_TRUSTAGENT_STATE_DIR"]))
-    certificate = x509.load_pem_x509_certificates(state.tls_cert.read_bytes())[0]
-    key = serialization.load_pem_private_key(state.tls_key.read_bytes(), None)
-    token = sign_host_assertion(certificate, key, audience="localhost")  # type: ignore[arg-type]
-    return {"Authorization": f"Bearer {token}"}
-
-
-def _certify_binding_key(agent: ProvisionedAgent) -> dict[str, str]:
-    """Make the binding key in the host's TPM and have the AIK certify it (the agent lets go of the TPM)."""
-    state = StateFiles(Path(agent.env["SECL_TRUSTAGENT_STATE_DIR"]))
-    aik_certificate = x509.load_pem_x509_certificate(state.aik_cert.read_bytes())
-    agent.stop()
-    try:
-        with TPMAdapter(agent.tcti) as tpm:
-            ak = tpm.create_ak()  # a primary key: its template gives the agent's AIK back
-            assert (
-                load_ak_public(ak.public).key.public_numbers()
-                == aik_certificate.public_key().public_numbers()
-            )  # type: ignore[union-attr]
-            binding = tpm.create_key("rsa")
-            request = certification_request(tpm, binding, ak, aik_certificate.public_bytes(Encoding.DER))
-    finally:
-        agent.start()
-    b64 = lambda data: base64.b64encode(data).decode()  # noqa: E731
-    return {
-        "public_key_modulus": b64(request.public_area),
-        "tpm_certify_key": b64(request.certify_info),
-        "tpm_certify_key_signature": b64(request.certify_signature),
-        "aik_der_certificate": b64(request.aik_certificate),
-        "name_digest": b64(b"\x22" + request.name_digest + bytes(34)),  # SecL's padded form
-        "tpm_version": "2.0",
-        "operating_system": "linux",
-    }
-
-
-def _unwrap_in_host_tpm(agent: ProvisionedAgent, wrapped: bytes) -> bytes:
-    agent.stop()
-    try:
-        with TPMAdapter(agent.tcti) as tpm:
-            return decrypt_in_tpm(tpm, tpm.create_key("rsa"), wrapped)
-    finally:
-        agent.start()
-
-
-def _evidence(
-    live: LiveCentral, headers: dict[str, str], host_id: str, agent: ProvisionedAgent, binding: bytes
-) -> tuple[dict, dict]:
-    report = api(live, headers, "POST", "/hvs/v2/reports", json={"host_id": host_id})
-    assert report.status_code == 201, report.text
-    state = StateFiles(Path(agent.env["SECL_TRUSTAGENT_STATE_DIR"]))
-    body = {
-        "attestation_result": report.json()["jwt"],
-        "aik_certificate": state.aik_cert.read_text(),
-        "binding_key_certificate": base64.b64encode(binding).decode(),
-    }
-    return report.json(), body
 
 
 def _database_bytes(central: CentralState) -> bytes:
@@ -121,11 +49,11 @@ def test_a_key_reaches_only_a_trusted_hosts_tpm(
     live_central: LiveCentral, central_state: CentralState, golden: ProvisionedAgent
 ) -> None:
     live, headers = live_central, admin_headers(live_central, central_state)
-    host_id = _trusted_host(live, headers)
+    host_id = trusted_host(live, headers)
 
     # The host has its binding key certified, signing in as itself.
-    register = _certify_binding_key(golden)
-    as_host = _host_assertion(golden)
+    register = certify_binding_key(golden)
+    as_host = host_assertion(golden)
     nobody = api(live, {}, "POST", "/hvs/v2/rpc/certify-host-binding-key", json=register)
     assert nobody.status_code == 401
     certified = api(live, as_host, "POST", "/hvs/v2/rpc/certify-host-binding-key", json=register)
@@ -149,7 +77,7 @@ def test_a_key_reaches_only_a_trusted_hosts_tpm(
     assert key.json()["transfer_link"].endswith(f"/kbs/v1/keys/{key_id}/transfer")
 
     # The report names the binding key; the key opens in the host's TPM, and only there.
-    report, evidence = _evidence(live, headers, host_id, golden, binding)
+    report, evidence = host_evidence(live, headers, host_id, golden, binding)
     assert report["trusted"] is True
     signer = x509.load_pem_x509_certificate(
         (central_state.config.keys_dir / "report-signing.pem").read_bytes()
@@ -160,7 +88,7 @@ def test_a_key_reaches_only_a_trusted_hosts_tpm(
     assert released.status_code == 200, released.text
     wrapped = base64.b64decode(released.json()["payload"])
     assert material not in wrapped
-    assert _unwrap_in_host_tpm(golden, wrapped) == material
+    assert unwrap_in_host_tpm(golden, wrapped) == material
 
     # A forged result, and a stranger's binding key, are refused.
     head, body, signature = evidence["attestation_result"].split(".")
@@ -176,7 +104,7 @@ def test_a_key_reaches_only_a_trusted_hosts_tpm(
 
     # The host turns untrusted: no key, whatever it presents.
     golden.reboot_with(4, CHANGED_BOOT)
-    untrusted_report, untrusted = _evidence(live, headers, host_id, golden, binding)
+    untrusted_report, untrusted = host_evidence(live, headers, host_id, golden, binding)
     assert untrusted_report["trusted"] is False
     refused_untrusted = api(live, {}, "POST", f"/kbs/v1/keys/{key_id}/transfer", json=untrusted)
     assert refused_untrusted.status_code == 403 and refused_untrusted.json()["code"] == "host-untrusted"

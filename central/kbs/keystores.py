@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from secl.central.config import CentralConfig, ConfigError
-from secl.central.kbs.keystore import KeyStore
+from secl.central.kbs.keystore import KeyStore, KeyStoreUnavailable
 from secl.central.kbs.sealedstore import SealedKeyStore
 
 KEY_STORES = ("sealed", "kmip")
@@ -70,11 +70,19 @@ class KeyStores:
         return self.named(self._config.key_store)
 
     def named(self, name: str) -> KeyStore:
+        """The store ``name``; one whose settings cannot work (a KMIP key on a central whose KMIP settings are
+        gone, a half-configured ``key_store = "kmip"``) is unavailable, with the settings it lacks."""
         with self._lock:
             store = self._opened.get(name)
             if store is None:
                 config = (
                     self._config if name == self._config.key_store else replace(self._config, key_store=name)
                 )
-                store = self._opened[name] = key_store_from_config(config, self._keys_dir)
+                try:
+                    store = key_store_from_config(config, self._keys_dir)
+                except ConfigError as exc:
+                    raise KeyStoreUnavailable(
+                        f"the {name} key store is not configured: {exc}", code="keystore-not-configured"
+                    ) from None
+                self._opened[name] = store
             return store

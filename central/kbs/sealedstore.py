@@ -53,6 +53,16 @@ class SealedKeyStore:
                 )
         self._keks = dict(keks)
         self.current = current
+        self._directory: Path | None = None
+
+    def _reload(self) -> None:
+        """Read the KEK directory again: ``secl-central rotate-kek`` may have run since this store loaded it
+        (a running central must then seal under the new KEK and open keys re-sealed under it)."""
+        if self._directory is None:
+            return
+        fresh = SealedKeyStore.from_directory(self._directory)
+        self._keks = fresh._keks  # first: the new current KEK is among them before it is used
+        self.current = fresh.current
 
     @classmethod
     def from_directory(cls, directory: Path) -> SealedKeyStore:
@@ -65,7 +75,9 @@ class SealedKeyStore:
                 f"cannot read the key-encryption keys in {directory}: {exc.strerror}; run `secl-central setup`",
                 code="kek-missing",
             ) from None
-        return cls(keks, current)
+        store = cls(keks, current)
+        store._directory = directory
+        return store
 
     def create(self, key_id: str, spec: KeySpec) -> StoredKey:
         return self.seal(key_id, keymaterial.generate(spec))
@@ -74,6 +86,13 @@ class SealedKeyStore:
         return self.seal(key_id, keymaterial.normalize(spec, material))
 
     def seal(self, key_id: str, material: bytes, *, under: str | None = None) -> StoredKey:
+        if under is None and self._directory is not None:
+            try:
+                current = (self._directory / "current").read_text().strip()
+            except OSError:
+                current = self.current
+            if current != self.current or current not in self._keks:
+                self._reload()
         identifier = under or self.current
         kek = self._keks[identifier]
         header = _VERSION + bytes.fromhex(identifier)
@@ -91,6 +110,9 @@ class SealedKeyStore:
             raise KeyMaterialInvalid("the sealed key is damaged (bad header)", code="sealed-key-damaged")
         identifier = blob[1:header_size].hex()
         kek = self._keks.get(identifier)
+        if kek is None:
+            self._reload()
+            kek = self._keks.get(identifier)
         if kek is None:
             raise KeyStoreUnavailable(
                 f"the key is sealed under KEK {identifier}, which this central does not hold",
@@ -124,29 +146,46 @@ def new_kek() -> bytes:
     return os.urandom(KEK_BYTES)
 
 
-def write_kek(directory: Path, kek: bytes, *, make_current: bool) -> str:
+def write_kek(
+    directory: Path, kek: bytes, *, make_current: bool, owner: tuple[int, int] | None = None
+) -> str:
     """Write a KEK file (0600, never readable by others at any moment); optionally make it current.
 
-    ``current`` is replaced by rename, so a reader sees the old or the new name, never half a file.
+    ``current`` is replaced by rename, so a reader sees the old or the new name, never half a file. With
+    ``owner`` (uid, gid) the files are given to that user before anyone can see them: a KEK that root writes
+    for a central running as its service user must be readable by that user.
     """
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     identifier = kek_id(kek)
     path = directory / f"{identifier}.key"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as out:
+        if owner is not None:
+            os.fchown(out.fileno(), *owner)
         out.write(kek)
         out.flush()
         os.fsync(out.fileno())
     if make_current:
-        make_kek_current(directory, identifier)
+        make_kek_current(directory, identifier, owner=owner)
     return identifier
 
 
-def make_kek_current(directory: Path, identifier: str) -> None:
+def make_kek_current(directory: Path, identifier: str, *, owner: tuple[int, int] | None = None) -> None:
     staging = directory / "current.new"
     fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
+        if owner is not None:
+            os.fchown(out.fileno(), *owner)
         out.write(identifier + "\n")
         out.flush()
         os.fsync(out.fileno())
     os.replace(staging, directory / "current")
+
+
+def directory_owner(directory: Path) -> tuple[int, int] | None:
+    """The (uid, gid) new KEK files must have to be readable by the central: the KEK directory's owner,
+    when this process may give files away (root) and it is not this process's own user; else None."""
+    status = directory.stat()
+    if os.geteuid() != 0 or (status.st_uid, status.st_gid) == (os.geteuid(), os.getegid()):
+        return None
+    return status.st_uid, status.st_gid

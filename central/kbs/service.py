@@ -89,8 +89,8 @@ def create_key(session: Session, services: CentralServices, request: KeyRequest,
     except KeyMaterialInvalid as exc:
         raise Invalid(exc.message, code=exc.code) from None
     key_id = new_id()  # chosen first: the store binds the material to the key's id
-    store = services.key_stores.active
     try:
+        store = services.key_stores.active
         stored = (
             store.register(key_id, spec, request.material)
             if request.material is not None

@@ -52,9 +52,25 @@ log = logging.getLogger("secl.central.hvs")
 
 #: How long a host has to activate the credential and answer.
 CHALLENGE_TTL = timedelta(minutes=5)
-#: Challenges expired for longer than this are deleted when new ones are issued (the audit log keeps them).
+#: Challenges never redeemed and expired for longer than this are deleted when new ones are issued (the audit
+#: log keeps them). Redeemed ones stay: they are the record of which host each AIK certificate was issued to.
 CHALLENGE_RETENTION = timedelta(days=1)
 SECRET_BYTES = 32
+
+
+def prune_challenges(session: Session, now: datetime) -> None:
+    """Delete the challenges that expired unredeemed more than :data:`CHALLENGE_RETENTION` ago.
+
+    A redeemed challenge is kept for as long as the central runs: certify-host-binding-key finds the host an
+    AIK certificate was issued to by its serial there (deleting them made every host unable to have its
+    keys certified one day after enrolling its AIK, as soon as any other host enrolled one).
+    """
+    session.execute(
+        delete(AIKChallenge).where(
+            AIKChallenge.expires_at < now - CHALLENGE_RETENTION, AIKChallenge.certificate_serial.is_(None)
+        )
+    )
+
 
 # An AIK must be a restricted signing key created in, and unable to leave, its TPM.
 _AIK_REQUIRED = (
@@ -248,7 +264,7 @@ def request_challenge(
     except Exception as exc:  # an EK whose symmetric or hash parameters tpm2-pytss cannot use
         raise Invalid(f"cannot make a credential for this EK: {exc}", code="ek-not-acceptable") from None
     now = utcnow()
-    session.execute(delete(AIKChallenge).where(AIKChallenge.expires_at < now - CHALLENGE_RETENTION))
+    prune_challenges(session, now)
     row = AIKChallenge(
         secret_sha256=hashlib.sha256(secret).hexdigest(),
         aik_public=aik_area.marshal(),

@@ -229,7 +229,7 @@ def test_the_offline_command_loads_no_central_agent_or_flask() -> None:
         f"    main({['flavors', 'verify', *_case_args('vmware12'), '--json']!r})\n"
         "except SystemExit as exc:\n"
         "    assert exc.code == 1, exc.code\n"
-        "loaded = sorted(m for m in sys.modules if m.split('.')[0] == 'flask' or m.startswith(('secl.central', 'secl.trustagent')))\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] == 'flask' or (m + '.').startswith(('secl.central.', 'secl.trustagent.')))\n"
         "assert not loaded, loaded\n"
         "print('clean')\n"
     )

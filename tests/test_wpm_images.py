@@ -693,7 +693,7 @@ def test_the_key_options_are_exclusive(raw_image, key_file, tmp_path):
     )
     for result in (none, both):
         assert result.exit_code == 2
-        assert "exactly one of --key-file and --key-fd" in result.stderr
+        assert "exactly one of --key-file, --key-fd and --central" in result.stderr
 
 
 # --- tools, progress, help -----------------------------------------------------------------------------
@@ -856,7 +856,7 @@ def test_secl_wpm_pulls_in_no_central_no_daemon_no_flask():
     code = (
         "import sys, secl.wpm.cli\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'flask', 'sqlalchemy', 'libvirt'}\n"
-        "             or m.startswith(('secl.central', 'secl.trustagent', 'secl.workloadagent', 'secl.hooks')))\n"
+        "             or (m + '.').startswith(('secl.central.', 'secl.trustagent.', 'secl.workloadagent.', 'secl.hooks.')))\n"
         "print(bad)\n"
         "sys.exit(1 if bad else 0)\n"
     )

@@ -25,13 +25,14 @@ from secl.core.attestation import AttestationResult, sign_attestation_result
 from secl.core.certifiedkey import KeyCertificationRequest
 from secl.core.hostassertion import sign_host_assertion
 from secl.core.tpm import load_ak_public
+from secl.host.certifiedkeys import certification_request
 from secl.host.statefiles import StateFiles
 from secl.host.tpm import TPMAdapter, TPMKey
 from tests.agent_harness import ProvisionedAgent, api
 from tests.agent_process import enrollment_token
 from tests.central_fixtures import CentralState
 from tests.live_central import LiveCentral
-from tests.tpmkeys import certification_request, decrypt_in_tpm
+from tests.tpmkeys import decrypt_in_tpm
 
 
 def b64(data: bytes) -> str:

@@ -7,6 +7,7 @@ software key, a signing key, an ECC key) or by tampering with what the TPM produ
 
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import Iterator
 from dataclasses import replace
@@ -19,7 +20,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 from tpm2_pytss.constants import ESYS_TR, TPMA_OBJECT
-from tpm2_pytss.TSS2_Exception import TSS2_Exception
 from tpm2_pytss.types import (
     TPM2B_PUBLIC,
     TPM2B_SENSITIVE,
@@ -39,8 +39,9 @@ from secl.core.certifiedkey import (
 )
 from secl.core.keywrap import KeyWrapError, max_wrappable_bytes, unwrap_key, wrap_key
 from secl.core.tpm import load_ak_public
-from secl.host.tpm import TPMAdapter, TPMKey
-from tests.tpmkeys import TPM_BOUND, USER_AUTH, certification_request, decrypt_in_tpm, primary_key
+from secl.host.certifiedkeys import certification_request, register_key_info
+from secl.host.tpm import TPMAdapter, TPMError, TPMKey
+from tests.tpmkeys import TPM_BOUND, USER_AUTH, decrypt_in_tpm, primary_key
 
 _TPM_BOUND = TPM_BOUND
 _AUTH = USER_AUTH
@@ -73,7 +74,7 @@ def test_a_tpm_binding_key_is_certified_and_a_wrapped_key_opens_only_in_that_tpm
     wrapped = wrap_key(certified.public_key, secret)
     assert decrypt_in_tpm(tpm, binding, wrapped) == secret
     # The label is part of the scheme: the same ciphertext does not open with another.
-    with pytest.raises(TSS2_Exception):
+    with pytest.raises(TPMError):
         decrypt_in_tpm(tpm, binding, wrapped, b"other\x00")
 
 
@@ -262,3 +263,22 @@ def test_wrap_and_unwrap_in_software_and_the_size_limit():
     )
     with pytest.raises(KeyWrapError):
         unwrap_key(owner, unlabelled)
+
+
+@pytest.mark.swtpm
+def test_the_host_side_makes_keys_the_central_certifies(tpm: TPMAdapter):
+    """secl.host: the adapter's binding and signing keys pass the central's checks for their own usage only,
+    and register_key_info is SecL's RegisterKeyInfo JSON of the request."""
+    ak = tpm.create_ak()
+    aik = load_ak_public(ak.public)
+    signing = certification_request(tpm, tpm.create_signing_key(), ak, b"aik-der")
+    assert verify_certified_key(signing, KeyUsage.SIGNING, aik).usage is KeyUsage.SIGNING
+    _expect("key-attributes-invalid", signing, KeyUsage.BINDING, ak)
+    body = register_key_info(signing)
+    assert set(body) == {
+        "public_key_modulus", "tpm_certify_key", "tpm_certify_key_signature", "aik_der_certificate",
+        "name_digest", "tpm_version", "operating_system",
+    }  # fmt: skip
+    assert base64.b64decode(body["tpm_certify_key"]) == signing.certify_info
+    assert base64.b64decode(body["aik_der_certificate"]) == b"aik-der"
+    assert (body["tpm_version"], body["operating_system"]) == ("2.0", "linux")

@@ -22,8 +22,9 @@ from secl.core.attestation import AttestationResult, sign_attestation_result
 from secl.core.certifiedkey import KeyUsage, build_certified_key_certificate, verify_certified_key
 from secl.core.keywrap import wrap_key
 from secl.core.tpm import load_ak_public
+from secl.host.certifiedkeys import certification_request
 from secl.host.tpm import TPMAdapter, TPMKey
-from tests.tpmkeys import certification_request, decrypt_in_tpm, issue_certificate, make_ca
+from tests.tpmkeys import decrypt_in_tpm, issue_certificate, make_ca
 
 HOST_UUID = "4c4c4544-0042-4d10-8058-b3c04f4e3732"
 

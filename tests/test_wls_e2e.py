@@ -28,13 +28,14 @@ from tpm2_pytss.types import TPM2B_DIGEST, TPMT_SIG_SCHEME, TPMT_TK_HASHCHECK
 
 from secl.core.certifiedkey import KeyCertificationRequest
 from secl.core.hostassertion import sign_host_assertion
+from secl.host.certifiedkeys import certification_request
 from secl.host.statefiles import StateFiles
 from secl.host.tpm import TPMAdapter, TPMKey
 from secl.wpm.image_flavor import image_flavor
 from tests.agent_harness import CHANGED_BOOT, ProvisionedAgent, admin_headers, api
 from tests.central_fixtures import CentralState
 from tests.live_central import LiveCentral
-from tests.tpmkeys import TPM_BOUND, USER_AUTH, certification_request, decrypt_in_tpm, primary_key
+from tests.tpmkeys import TPM_BOUND, USER_AUTH, decrypt_in_tpm, primary_key
 from tests.wls_helpers import WLS, instance_report, signed_report
 
 pytestmark = pytest.mark.swtpm

@@ -13,10 +13,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from tpm2_pytss.constants import ESYS_TR, TPM2_ALG, TPMA_OBJECT
-from tpm2_pytss.types import TPM2B_PUBLIC, TPM2B_PUBLIC_KEY_RSA, TPMT_RSA_DECRYPT
+from tpm2_pytss.constants import ESYS_TR, TPMA_OBJECT
+from tpm2_pytss.types import TPM2B_PUBLIC
 
-from secl.core.certifiedkey import KeyCertificationRequest
 from secl.core.keywrap import TPM_OAEP_LABEL
 from secl.host.tpm import TPMAdapter, TPMKey
 
@@ -33,25 +32,9 @@ def primary_key(tpm: TPMAdapter, alg: str, attributes: TPMA_OBJECT, unique: byte
     return TPMKey(handle, public.marshal(), bytes(public.get_name()))
 
 
-def certification_request(
-    tpm: TPMAdapter, key: TPMKey, ak: TPMKey, aik_certificate: bytes = b""
-) -> KeyCertificationRequest:
-    """SecL's RegisterKeyInfo for ``key``, certified by ``ak`` in this TPM."""
-    attestation = tpm.certify(key, ak)
-    return KeyCertificationRequest(
-        public_area=key.public,
-        certify_info=attestation.attest,
-        certify_signature=attestation.signature,
-        aik_certificate=aik_certificate,
-        name_digest=key.name,
-    )
-
-
 def decrypt_in_tpm(tpm: TPMAdapter, key: TPMKey, wrapped: bytes, label: bytes = TPM_OAEP_LABEL) -> bytes:
     """TPM2_RSA_Decrypt with OAEP-SHA256 and ``label``: what a workload agent does with a wrapped key."""
-    scheme = TPMT_RSA_DECRYPT(scheme=TPM2_ALG.OAEP)
-    scheme.details.oaep.hashAlg = TPM2_ALG.SHA256
-    return bytes(tpm._esapi.rsa_decrypt(key.handle, TPM2B_PUBLIC_KEY_RSA(wrapped), scheme, label))
+    return tpm.rsa_decrypt(key, wrapped, label)
 
 
 def make_ca(name: str, *, days: int = 30) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:

@@ -33,10 +33,12 @@ from tpm2_pytss.types import (
     TPM2B_ID_OBJECT,
     TPM2B_NV_PUBLIC,
     TPM2B_PUBLIC,
+    TPM2B_PUBLIC_KEY_RSA,
     TPML_DIGEST_VALUES,
     TPML_PCR_SELECTION,
     TPMS_NV_PUBLIC,
     TPMT_HA,
+    TPMT_RSA_DECRYPT,
     TPMT_SIG_SCHEME,
     TPMT_SYM_DEF,
     TPMU_HA,
@@ -44,6 +46,7 @@ from tpm2_pytss.types import (
 from tpm2_pytss.utils import NVReadEK, create_ek_template
 
 from secl.core.hashalg import HashAlg
+from secl.core.keywrap import TPM_OAEP_LABEL
 
 # A restricted signing key (TPM 2.0 Part 1, "Attestation Key"): the TPM refuses to sign anything that
 # starts with TPM_GENERATED_VALUE with it, so its quotes cannot be forged by signing chosen data.
@@ -67,6 +70,16 @@ _KEY_ATTRIBUTES = (
     | TPMA_OBJECT.DECRYPT
 )
 _KEY_TEMPLATES = {"rsa": "rsa2048:null:null", "ecc": "ecc256:null:null"}
+# A non-restricted signing key, the shape of SecL's signing key (it signs VM trust reports).
+_SIGNING_KEY_ATTRIBUTES = (
+    TPMA_OBJECT.FIXEDTPM
+    | TPMA_OBJECT.FIXEDPARENT
+    | TPMA_OBJECT.SENSITIVEDATAORIGIN
+    | TPMA_OBJECT.USERWITHAUTH
+    | TPMA_OBJECT.NODA
+    | TPMA_OBJECT.SIGN_ENCRYPT
+)
+_SIGNING_KEY_TEMPLATE = "rsa2048:rsassa-sha256:null"
 _HIERARCHIES = {"endorsement": ESYS_TR.ENDORSEMENT, "owner": ESYS_TR.OWNER}
 _EK_TYPES = {"rsa": "EK-RSA2048", "ecc": "EK-ECC256"}
 _RC_CODES = {
@@ -250,6 +263,22 @@ class TPMAdapter:
         elif unique:
             template.publicArea.unique.ecc.x = unique
         return self._create_primary(template, hierarchy, f"create {kind} key")
+
+    def create_signing_key(self, hierarchy: str = "owner", unique: bytes = b"") -> TPMKey:
+        """Create a primary non-restricted RSA-2048 RSASSA-SHA256 signing key (SecL's signing key)."""
+        template = TPM2B_PUBLIC.parse(
+            alg=_SIGNING_KEY_TEMPLATE, objectAttributes=_SIGNING_KEY_ATTRIBUTES, nameAlg="sha256"
+        )
+        if unique:
+            template.publicArea.unique.rsa = unique
+        return self._create_primary(template, hierarchy, "create signing key")
+
+    def rsa_decrypt(self, key: TPMKey, ciphertext: bytes, label: bytes = TPM_OAEP_LABEL) -> bytes:
+        """TPM2_RSA_Decrypt with OAEP-SHA256 and ``label``: open a key the key broker wrapped to ``key``."""
+        scheme = TPMT_RSA_DECRYPT(scheme=TPM2_ALG.OAEP)
+        scheme.details.oaep.hashAlg = TPM2_ALG.SHA256
+        with _tpm_call("RSA decrypt"):
+            return bytes(self._esapi.rsa_decrypt(key.handle, TPM2B_PUBLIC_KEY_RSA(ciphertext), scheme, label))
 
     def _create_primary(self, template: TPM2B_PUBLIC, hierarchy: str, what: str) -> TPMKey:
         with _tpm_call(what):

@@ -40,7 +40,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_gunicorn(app: str, config_file: Path, workdir: Path, name: str) -> subprocess.Popen[bytes]:
+def start_gunicorn(
+    app: str, config_file: Path, workdir: Path, name: str, settings: str = "secl.central.gunicorn_conf"
+) -> subprocess.Popen[bytes]:
     """gunicorn with the central's gunicorn_conf, as secl-central.service runs it; returns after READY=1."""
     notify_path = workdir / f"{name}.notify"
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -48,7 +50,11 @@ def start_gunicorn(app: str, config_file: Path, workdir: Path, name: str) -> sub
     notify.settimeout(60)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SECL_CENTRAL_", "GUNICORN_"))}
     env |= {"SECL_CENTRAL_CONFIG": str(config_file), "NOTIFY_SOCKET": str(notify_path)}
-    argv = [sys.executable, "-m", "gunicorn", "--config", "python:secl.central.gunicorn_conf",
+    # gunicorn imports its settings module before it applies --pythonpath: bench/ goes on the path first.
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(Path(__file__).resolve().parent), env.get("PYTHONPATH")])
+    )
+    argv = [sys.executable, "-m", "gunicorn", "--config", f"python:{settings}",
             "--pythonpath", str(Path(__file__).resolve().parent), app]  # fmt: skip
     with (workdir / f"{name}.log").open("wb") as log:
         process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -117,7 +123,9 @@ def main() -> None:
         finally:
             stop(central)
 
-        hello_server = start_gunicorn("central_api:hello_app", config_file, workdir, "hello")
+        hello_server = start_gunicorn(
+            "central_api:hello_app", config_file, workdir, "hello", "hello_gunicorn_conf"
+        )
         try:
             assert requests.get(f"{base}/hello", verify=ca, timeout=30).json() == {"hello": "world"}
             hello_rps = run_wrk(f"{base}/hello", args.seconds, args.connections, {})

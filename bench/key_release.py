@@ -63,8 +63,10 @@ from secl.core.certifiedkey import (
 from secl.core.keywrap import wrap_key
 from secl.core.quote import verify_quote
 from secl.core.tpm import load_ak_public, unmarshal_signature
+from secl.core.verifymemo import VerificationMemo
+from secl.host.certifiedkeys import certification_request
 from secl.host.tpm import TPMAdapter
-from tests.tpmkeys import certification_request, issue_certificate, make_ca
+from tests.tpmkeys import issue_certificate, make_ca
 
 BAR = 300.0
 HOST_UUID = "4c4c4544-0042-4d10-8058-b3c04f4e3732"
@@ -146,10 +148,11 @@ def main() -> int:
     # A fresh report: 300 s, SecL's key cache time, is the policy's limit; the report is seconds old.
     policy = TransferPolicy(required_tags=parse_usage_tags("country:DE"), max_report_age_seconds=300)
     key = os.urandom(32)
-    binding = authorize_transfer(evidence, anchors, policy).binding_key  # must pass before it is timed
+    memo = VerificationMemo()  # the central's: services.memos.signatures
+    binding = authorize_transfer(evidence, anchors, policy, memo=memo).binding_key  # must pass before timing
 
     def release() -> bytes:
-        return wrap_key(authorize_transfer(evidence, anchors, policy).binding_key, key)
+        return wrap_key(authorize_transfer(evidence, anchors, policy, memo=memo).binding_key, key)
 
     state = tempfile.TemporaryDirectory()
     full_release, services = service_release(evidence, anchors, Path(state.name) / "central")

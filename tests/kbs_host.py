@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from secl.core.attestation import AttestationResult, sign_attestation_result
 from secl.core.certifiedkey import KeyCertificationRequest
 from secl.core.hostassertion import sign_host_assertion
 from secl.core.tpm import load_ak_public
-from secl.host.certifiedkeys import certification_request
+from secl.host.certifiedkeys import certification_request, register_key_info
 from secl.host.statefiles import StateFiles
 from secl.host.tpm import TPMAdapter, TPMKey
 from tests.agent_harness import ProvisionedAgent, api
@@ -80,18 +81,11 @@ def other_host_assertion(live: LiveCentral, central: CentralState, host: str) ->
 
 
 def register_body(request: KeyCertificationRequest) -> dict[str, str]:
-    return {
-        "public_key_modulus": b64(request.public_area),
-        "tpm_certify_key": b64(request.certify_info),
-        "tpm_certify_key_signature": b64(request.certify_signature),
-        "aik_der_certificate": b64(request.aik_certificate),
-        "name_digest": b64(b"\x22" + request.name_digest + bytes(34)),  # SecL's padded form
-        "tpm_version": "2.0",
-        "operating_system": "linux",
-    }
+    """SecL's RegisterKeyInfo JSON, with the name in the padded form SecL's verifier expects."""
+    return register_key_info(replace(request, name_digest=b"\x22" + request.name_digest + bytes(34)))
 
 
-def _with_agent_stopped(agent: ProvisionedAgent) -> Any:
+def with_agent_stopped(agent: ProvisionedAgent) -> Any:
     class _Stopped:
         def __enter__(self) -> TPMAdapter:
             agent.stop()  # the swtpm serves one connection at a time
@@ -107,7 +101,7 @@ def _with_agent_stopped(agent: ProvisionedAgent) -> Any:
     return _Stopped()
 
 
-def _agent_ak(tpm: TPMAdapter, aik_certificate: x509.Certificate) -> TPMKey:
+def agent_ak(tpm: TPMAdapter, aik_certificate: x509.Certificate) -> TPMKey:
     ak = tpm.create_ak()  # a primary key: its template gives the agent's AIK back
     assert load_ak_public(ak.public).key.public_numbers() == aik_certificate.public_key().public_numbers()  # type: ignore[union-attr]
     return ak
@@ -116,8 +110,8 @@ def _agent_ak(tpm: TPMAdapter, aik_certificate: x509.Certificate) -> TPMKey:
 def certify_binding_key(agent: ProvisionedAgent) -> dict[str, str]:
     """Make the binding key in the host's TPM and have the AIK certify it: SecL's RegisterKeyInfo."""
     aik_certificate = x509.load_pem_x509_certificate(agent_state(agent).aik_cert.read_bytes())
-    with _with_agent_stopped(agent) as tpm:
-        ak = _agent_ak(tpm, aik_certificate)
+    with with_agent_stopped(agent) as tpm:
+        ak = agent_ak(tpm, aik_certificate)
         request = certification_request(
             tpm, tpm.create_key("rsa"), ak, aik_certificate.public_bytes(Encoding.DER)
         )
@@ -134,8 +128,8 @@ def certify_external_key(agent: ProvisionedAgent) -> dict[str, str]:
     )
     attributes = TPMA_OBJECT.DECRYPT | TPMA_OBJECT.USERWITHAUTH
     public = TPM2B_PUBLIC.from_pem(pem, objectAttributes=attributes)
-    with _with_agent_stopped(agent) as tpm:
-        ak = _agent_ak(tpm, aik_certificate)
+    with with_agent_stopped(agent) as tpm:
+        ak = agent_ak(tpm, aik_certificate)
         handle = tpm._esapi.load_external(public, TPM2B_SENSITIVE.from_pem(pem), ESYS_TR.NULL)
         _, loaded_name, _ = tpm._esapi.read_public(handle)
         key = TPMKey(handle, public.marshal(), bytes(loaded_name))
@@ -144,7 +138,7 @@ def certify_external_key(agent: ProvisionedAgent) -> dict[str, str]:
 
 
 def unwrap_in_host_tpm(agent: ProvisionedAgent, wrapped: bytes) -> bytes:
-    with _with_agent_stopped(agent) as tpm:
+    with with_agent_stopped(agent) as tpm:
         return decrypt_in_tpm(tpm, tpm.create_key("rsa"), wrapped)
 
 

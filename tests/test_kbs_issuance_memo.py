@@ -9,7 +9,8 @@ import base64
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from secl.central.kbs.transfer import TransferRefused, _IssuanceMemo, _unverified_kid
+from secl.central.kbs.transfer import TransferRefused, _unverified_kid, issued_by
+from secl.core.verifymemo import VerificationMemo
 from tests.tpmkeys import issue_certificate, make_ca
 
 
@@ -18,16 +19,18 @@ def test_only_the_exact_pair_that_verified_is_remembered() -> None:
     namesake = make_ca("Privacy CA")  # same subject, another key
     certificate = issue_certificate(ca, ec.generate_private_key(ec.SECP256R1()).public_key(), "AIK")
     forged = issue_certificate(namesake, ec.generate_private_key(ec.SECP256R1()).public_key(), "AIK")
-    memo = _IssuanceMemo(2)
-    assert memo.verified(certificate, ca[0]) and memo.verified(certificate, ca[0])  # the second from the memo
-    assert not memo.verified(certificate, namesake[0])
-    assert not memo.verified(forged, ca[0])
-    assert memo.verified(forged, namesake[0])
-    assert len(memo._verified) == 2
+    memo = VerificationMemo(2)
+    assert issued_by(certificate, ca[0], memo) and issued_by(
+        certificate, ca[0], memo
+    )  # the second from the memo
+    assert not issued_by(certificate, namesake[0], memo)
+    assert not issued_by(forged, ca[0], memo)
+    assert issued_by(forged, namesake[0], memo)
+    assert len(memo) == 2
     other = issue_certificate(ca, ec.generate_private_key(ec.SECP256R1()).public_key(), "AIK 2")
-    assert memo.verified(other, ca[0])
-    assert len(memo._verified) == 2  # bounded: the least recently used pair went out
-    assert not memo.verified(forged, ca[0])  # still refused after the eviction
+    assert issued_by(other, ca[0], memo)
+    assert len(memo) == 2  # bounded: the least recently used pair went out
+    assert not issued_by(forged, ca[0], memo)  # still refused after the eviction
 
 
 def test_a_token_whose_header_is_not_a_json_object_is_malformed() -> None:

@@ -16,48 +16,32 @@ import json
 import os
 import time
 import uuid
-from pathlib import Path
-from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import Encoding
-from tpm2_pytss.constants import TPM2_ALG, TPM2_RH, TPM2_ST, TPMA_OBJECT
+from tpm2_pytss.constants import TPM2_ALG, TPM2_RH, TPM2_ST
 from tpm2_pytss.types import TPM2B_DIGEST, TPMT_SIG_SCHEME, TPMT_TK_HASHCHECK
 
-from secl.core.certifiedkey import KeyCertificationRequest
-from secl.core.hostassertion import sign_host_assertion
 from secl.host.certifiedkeys import certification_request
-from secl.host.statefiles import StateFiles
 from secl.host.tpm import TPMAdapter, TPMKey
 from secl.wpm.image_flavor import image_flavor
 from tests.agent_harness import CHANGED_BOOT, ProvisionedAgent, admin_headers, api
 from tests.central_fixtures import CentralState
+from tests.kbs_host import (
+    agent_ak,
+    agent_state,
+    b64,
+    host_assertion,
+    register_body,
+    trusted_host,
+    unwrap_in_host_tpm,
+    with_agent_stopped,
+)
 from tests.live_central import LiveCentral
-from tests.tpmkeys import TPM_BOUND, USER_AUTH, decrypt_in_tpm, primary_key
 from tests.wls_helpers import WLS, instance_report, signed_report
 
 pytestmark = pytest.mark.swtpm
-
-SIGNING_TEMPLATE = "rsa2048:rsassa-sha256:null"
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-def _register_key_info(request: KeyCertificationRequest) -> dict[str, str]:
-    """SecL's RegisterKeyInfo for a key certified in the TPM."""
-    return {
-        "public_key_modulus": _b64(request.public_area),
-        "tpm_certify_key": _b64(request.certify_info),
-        "tpm_certify_key_signature": _b64(request.certify_signature),
-        "aik_der_certificate": _b64(request.aik_certificate),
-        "name_digest": _b64(b"\x22" + request.name_digest + bytes(34)),  # SecL's padded form
-        "tpm_version": "2.0",
-        "operating_system": "linux",
-    }
 
 
 def _sign_in_tpm(tpm: TPMAdapter, key: TPMKey, data: bytes) -> bytes:
@@ -72,47 +56,15 @@ def _sign_in_tpm(tpm: TPMAdapter, key: TPMKey, data: bytes) -> bytes:
 def _host_keys(agent: ProvisionedAgent, report_data: bytes) -> tuple[dict[str, str], dict[str, str], bytes]:
     """In the host's TPM (the agent lets go of it): a binding and a signing key certified by the AIK, and
     ``report_data`` signed with the signing key."""
-    state = StateFiles(Path(agent.env["SECL_TRUSTAGENT_STATE_DIR"]))
-    aik_der = x509.load_pem_x509_certificate(state.aik_cert.read_bytes()).public_bytes(Encoding.DER)
-    agent.stop()
-    try:
-        with TPMAdapter(agent.tcti) as tpm:
-            ak = tpm.create_ak()  # a primary key: its template gives the agent's AIK back
-            binding = certification_request(tpm, tpm.create_key("rsa"), ak, aik_der)
-            signing_key = primary_key(tpm, SIGNING_TEMPLATE, TPM_BOUND | USER_AUTH | TPMA_OBJECT.SIGN_ENCRYPT)
-            signing = certification_request(tpm, signing_key, ak, aik_der)
-            signature = _sign_in_tpm(tpm, signing_key, report_data)
-    finally:
-        agent.start()
-    return _register_key_info(binding), _register_key_info(signing), signature
-
-
-def _unwrap_in_host_tpm(agent: ProvisionedAgent, wrapped: bytes) -> bytes:
-    agent.stop()
-    try:
-        with TPMAdapter(agent.tcti) as tpm:
-            return decrypt_in_tpm(tpm, tpm.create_key("rsa"), wrapped)
-    finally:
-        agent.start()
-
-
-def _as_host(agent: ProvisionedAgent) -> dict[str, str]:
-    """What the workload agent sends: a token signed with the host's enrollment key, no password."""
-    state = StateFiles(Path(agent.env["SECL_TRUSTAGENT_STATE_DIR"]))
-    certificate = x509.load_pem_x509_certificates(state.tls_cert.read_bytes())[0]
-    key = serialization.load_pem_private_key(state.tls_key.read_bytes(), None)
-    token = sign_host_assertion(certificate, key, audience="localhost")  # type: ignore[arg-type]
-    return {"Authorization": f"Bearer {token}"}
-
-
-def _trusted_host(live: LiveCentral, headers: dict[str, str]) -> dict[str, Any]:
-    found = api(live, headers, "GET", "/hvs/v2/hosts", params={"nameEqualTo": "localhost"})
-    assert found.status_code == 200, found.text
-    hosts = found.json()["hosts"] if isinstance(found.json(), dict) else found.json()
-    (host,) = hosts
-    imported = api(live, headers, "POST", "/hvs/v2/flavors/from-host", json={"host_id": host["id"]})
-    assert imported.status_code == 201, imported.text
-    return host
+    aik_certificate = x509.load_pem_x509_certificate(agent_state(agent).aik_cert.read_bytes())
+    aik_der = aik_certificate.public_bytes(Encoding.DER)
+    with with_agent_stopped(agent) as tpm:
+        ak = agent_ak(tpm, aik_certificate)
+        binding = certification_request(tpm, tpm.create_key("rsa"), ak, aik_der)
+        signing_key = tpm.create_signing_key()
+        signing = certification_request(tpm, signing_key, ak, aik_der)
+        signature = _sign_in_tpm(tpm, signing_key, report_data)
+    return register_body(binding), register_body(signing), signature
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
@@ -120,17 +72,17 @@ def test_a_workload_agent_gets_its_key_only_while_its_host_is_trusted(
     live_central: LiveCentral, central_state: CentralState, golden: ProvisionedAgent
 ) -> None:
     live, admin = live_central, admin_headers(live_central, central_state)
-    host = _trusted_host(live, admin)
+    host_id = trusted_host(live, admin)
     # The verifier learns the hardware UUID from the agent on the host's first report.
-    first = api(live, admin, "POST", "/hvs/v2/reports", json={"host_id": host["id"]})
+    first = api(live, admin, "POST", "/hvs/v2/reports", json={"host_id": host_id})
     assert first.status_code == 201, first.text
-    hardware_uuid = api(live, admin, "GET", f"/hvs/v2/hosts/{host['id']}").json()["hardware_uuid"]
+    hardware_uuid = api(live, admin, "GET", f"/hvs/v2/hosts/{host_id}").json()["hardware_uuid"]
     assert hardware_uuid
 
     vm_report = instance_report(hardware_uuid, "vm-e2e")
     report_data = json.dumps(vm_report).encode()
     binding, signing, report_signature = _host_keys(golden, report_data)
-    as_host = _as_host(golden)
+    as_host = host_assertion(golden)
     for path, body in (("certify-host-binding-key", binding), ("certify-host-signing-key", signing)):
         certified = api(live, as_host, "POST", f"/hvs/v2/rpc/{path}", json=body)
         assert certified.status_code == 201, certified.text
@@ -138,13 +90,13 @@ def test_a_workload_agent_gets_its_key_only_while_its_host_is_trusted(
     # The image owner's key (registered: the test knows what the TPM must give back), its image flavor.
     material = os.urandom(32)
     key = api(live, admin, "POST", "/kbs/v1/keys", json={
-        "key_information": {"algorithm": "AES", "key_length": 256, "key_string": _b64(material)},
+        "key_information": {"algorithm": "AES", "key_length": 256, "key_string": b64(material)},
         "label": "vm-image",
     })  # fmt: skip
     assert key.status_code == 201, key.text
     key_id = key.json()["key_information"]["id"]
     key_url = f"{live.url}/kbs/v1/keys/{key_id}/transfer"
-    flavor = image_flavor(label="vm-e2e", key_url=key_url, digest=_b64(hashlib.sha256(b"image").digest()))
+    flavor = image_flavor(label="vm-e2e", key_url=key_url, digest=b64(hashlib.sha256(b"image").digest()))
     assert api(live, admin, "POST", f"{WLS}/flavors", json=flavor).status_code == 201
     image_id = str(uuid.uuid4())
     image = api(live, admin, "POST", f"{WLS}/images", json={"id": image_id, "flavor_ids": [flavor["flavor"]["meta"]["id"]]})  # fmt: skip
@@ -157,11 +109,11 @@ def test_a_workload_agent_gets_its_key_only_while_its_host_is_trusted(
     assert released.json()["key_id"] == key_id
     wrapped = base64.b64decode(released.json()["key"])
     assert material not in wrapped
-    assert _unwrap_in_host_tpm(golden, wrapped) == material
+    assert unwrap_in_host_tpm(golden, wrapped) == material
     # Again: from the cache (same report, young enough), the same wrapped key.
-    again = api(live, _as_host(golden), "POST", f"{WLS}/keys", json=request)
+    again = api(live, host_assertion(golden), "POST", f"{WLS}/keys", json=request)
     assert again.status_code == 200 and again.json()["key"] == released.json()["key"]
-    flavor_key = api(live, _as_host(golden), "GET", f"{WLS}/images/{image_id}/flavor-key", params={"hardware_uuid": hardware_uuid})  # fmt: skip
+    flavor_key = api(live, host_assertion(golden), "GET", f"{WLS}/images/{image_id}/flavor-key", params={"hardware_uuid": hardware_uuid})  # fmt: skip
     assert flavor_key.status_code == 200, flavor_key.text
     assert (
         flavor_key.json()["flavor"] == flavor["flavor"] and flavor_key.json()["key"] == released.json()["key"]
@@ -182,7 +134,7 @@ def test_a_workload_agent_gets_its_key_only_while_its_host_is_trusted(
     assert fresh_key.status_code == 201, fresh_key.text
     fresh_id = fresh_key.json()["key_information"]["id"]
     time.sleep(2)  # the newest report is now older than the 1 s this policy leaves after the margin
-    fresh = api(live, _as_host(golden), "POST", f"{WLS}/keys", json=dict(request, key_url=f"{live.url}/kbs/v1/keys/{fresh_id}"))  # fmt: skip
+    fresh = api(live, host_assertion(golden), "POST", f"{WLS}/keys", json=dict(request, key_url=f"{live.url}/kbs/v1/keys/{fresh_id}"))  # fmt: skip
     assert fresh.status_code == 200, fresh.text
     events = api(live, admin, "GET", "/aas/v1/audit-events", params={"limit": 1000}).json()
     released_on = {e["target"]: e["details"]["report_id"] for e in events if e["action"] == "wls.key-released" and not e["details"]["cached"]}  # fmt: skip
@@ -190,25 +142,25 @@ def test_a_workload_agent_gets_its_key_only_while_its_host_is_trusted(
 
     # Another host's key: refused.
     stranger = dict(request, hardware_uuid=str(uuid.uuid4()))
-    mismatch = api(live, _as_host(golden), "POST", f"{WLS}/keys", json=stranger)
+    mismatch = api(live, host_assertion(golden), "POST", f"{WLS}/keys", json=stranger)
     assert mismatch.status_code == 403 and mismatch.json()["code"] == "host-mismatch"
 
     # A VM report signed in the TPM is accepted; a tampered one is not.
     body = signed_report(vm_report, report_signature, report_data)
-    filed = api(live, _as_host(golden), "POST", f"{WLS}/reports", json=body)
+    filed = api(live, host_assertion(golden), "POST", f"{WLS}/reports", json=body)
     assert filed.status_code == 201, filed.text
     forged_data = json.dumps(instance_report(hardware_uuid, "vm-e2e", trusted=False)).encode()
-    tampered = {"data": _b64(forged_data), "hash_alg": "SHA-256", "signature": body["signature"]}
-    refused = api(live, _as_host(golden), "POST", f"{WLS}/reports", json=tampered)
+    tampered = {"data": b64(forged_data), "hash_alg": "SHA-256", "signature": body["signature"]}
+    refused = api(live, host_assertion(golden), "POST", f"{WLS}/reports", json=tampered)
     assert refused.status_code == 403 and refused.json()["code"] == "report-signature-invalid"
     listed = api(live, admin, "GET", f"{WLS}/reports", params={"instance_id": "vm-e2e"}).json()
     assert [r["id"] for r in listed] == [filed.json()["id"]]
 
     # The host turns untrusted: its newest report says so, the cache is void, the broker refuses.
     golden.reboot_with(4, CHANGED_BOOT)
-    untrusted = api(live, admin, "POST", "/hvs/v2/reports", json={"host_id": host["id"]})
+    untrusted = api(live, admin, "POST", "/hvs/v2/reports", json={"host_id": host_id})
     assert untrusted.status_code == 201 and untrusted.json()["trusted"] is False
-    refused_key = api(live, _as_host(golden), "POST", f"{WLS}/keys", json=request)
+    refused_key = api(live, host_assertion(golden), "POST", f"{WLS}/keys", json=request)
     assert refused_key.status_code == 403 and refused_key.json()["code"] == "host-untrusted", refused_key.text
 
     events = api(live, admin, "GET", "/aas/v1/audit-events", params={"limit": 1000}).json()

@@ -352,7 +352,10 @@ def transfer_to_host(
     row = get_key(session, key_id)
     try:
         authorized = authorize_transfer(
-            evidence, trust_anchors(session, services), policy_of(get_policy(session, row.transfer_policy_id))
+            evidence,
+            trust_anchors(session, services),
+            policy_of(get_policy(session, row.transfer_policy_id)),
+            memo=services.memos.signatures,
         )
     except TransferRefused as exc:
         # Who the result claims to be about is read only for a refusal's audit row: a release names the

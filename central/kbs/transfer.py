@@ -22,8 +22,6 @@ import base64
 import binascii
 import hashlib
 import json
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -44,45 +42,10 @@ from secl.core.certifiedkey import (
 )
 from secl.core.errors import EvidenceError
 from secl.core.tpm import load_ak_public
+from secl.core.verifymemo import VerificationMemo, certificate_key
 
 #: Clock skew tolerated between the central that signed a report and this broker.
 LEEWAY_SECONDS = 30
-
-#: How many (certificate, Privacy CA) signature verifications :func:`_issued_by` remembers.
-ISSUANCE_MEMO_SIZE = 4096
-
-
-class _IssuanceMemo:
-    """The (certificate DER, CA DER) pairs whose signature verified: a host presents the same AIK and
-    binding-key certificates on every transfer, and their ECDSA/RSA signature checks were two thirds of a
-    release. A signature over fixed bytes under a fixed key verifies the same way every time, so the pair
-    of exact DER encodings is a sound key; only successes are kept (a failure is checked again, and its
-    refusal is the same), and everything else — issuer name, validity at ``now``, the AIK's certify
-    signature — is still checked on every call. Bounded, least recently used out first."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._verified: OrderedDict[tuple[bytes, bytes], None] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def verified(self, certificate: x509.Certificate, ca: x509.Certificate) -> bool:
-        key = (certificate.public_bytes(Encoding.DER), ca.public_bytes(Encoding.DER))
-        with self._lock:
-            if key in self._verified:
-                self._verified.move_to_end(key)
-                return True
-        try:
-            certificate.verify_directly_issued_by(ca)
-        except (InvalidSignature, ValueError, TypeError):  # a namesake CA, or one of another key type
-            return False
-        with self._lock:
-            self._verified[key] = None
-            if len(self._verified) > self._size:
-                self._verified.popitem(last=False)
-        return True
-
-
-_issuance = _IssuanceMemo(ISSUANCE_MEMO_SIZE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,9 +75,19 @@ class AuthorizedTransfer:
 
 
 def authorize_transfer(
-    evidence: TransferEvidence, anchors: TrustAnchors, policy: TransferPolicy, *, now: datetime | None = None
+    evidence: TransferEvidence,
+    anchors: TrustAnchors,
+    policy: TransferPolicy,
+    *,
+    now: datetime | None = None,
+    memo: VerificationMemo | None = None,
 ) -> AuthorizedTransfer:
-    """Check everything a key transfer depends on; raise :class:`TransferRefused` with the failing rule."""
+    """Check everything a key transfer depends on; raise :class:`TransferRefused` with the failing rule.
+
+    ``memo`` remembers certificate signatures that verified (a host presents the same AIK and binding-key
+    certificates on every transfer, and those checks were two thirds of a release); validity, names and
+    the TPM statement are checked on every call.
+    """
     now = now or datetime.now(UTC)
     signer = _report_signer(evidence.attestation_jwt, anchors, now)
     try:
@@ -128,7 +101,7 @@ def authorize_transfer(
         raise TransferRefused(
             "the AIK certificate is not the one the attestation result names", code="aik-not-in-report"
         )
-    _require_issued_by_privacy_ca(aik_certificate, anchors, now, "AIK")
+    _require_issued_by_privacy_ca(aik_certificate, anchors, now, "AIK", memo)
     binding = _certificate(evidence.binding_key_certificate, "binding-key")
     binding_sha384 = _sha384(binding)
     if not result.binding_key_certificate_sha384:
@@ -141,7 +114,7 @@ def authorize_transfer(
             "the binding-key certificate is not the one the attestation result names",
             code="binding-key-not-in-report",
         )
-    _require_issued_by_privacy_ca(binding, anchors, now, "binding-key")
+    _require_issued_by_privacy_ca(binding, anchors, now, "binding-key", memo)
     try:
         aik = load_ak_public(aik_certificate.public_bytes(Encoding.PEM))
         certified = verify_certified_key_certificate(
@@ -187,11 +160,27 @@ def _unverified_kid(token: str) -> object:
     return header.get("kid")
 
 
+def issued_by(certificate: x509.Certificate, ca: x509.Certificate, memo: VerificationMemo | None) -> bool:
+    """Whether ``ca`` signed ``certificate`` (a success remembered in ``memo`` by both exact DERs)."""
+    try:
+        if memo is None:
+            certificate.verify_directly_issued_by(ca)
+        else:
+            memo.check(certificate_key(certificate, ca), lambda: certificate.verify_directly_issued_by(ca))
+    except (InvalidSignature, ValueError, TypeError):  # a namesake CA, or one of another key type
+        return False
+    return True
+
+
 def _require_issued_by_privacy_ca(
-    certificate: x509.Certificate, anchors: TrustAnchors, now: datetime, what: str
+    certificate: x509.Certificate,
+    anchors: TrustAnchors,
+    now: datetime,
+    what: str,
+    memo: VerificationMemo | None,
 ) -> None:
     for ca in anchors.privacy_cas:
-        if certificate.issuer != ca.subject or not _issuance.verified(certificate, ca):
+        if certificate.issuer != ca.subject or not issued_by(certificate, ca, memo):
             continue
         _require_valid_at(ca, now, "Privacy CA", code=f"{what.lower()}-certificate-expired")
         _require_valid_at(certificate, now, f"{what} certificate", code=f"{what.lower()}-certificate-expired")

@@ -16,7 +16,6 @@ queued for a new report, whose attestation result then names the binding key.
 from __future__ import annotations
 
 import logging
-from typing import Any, NoReturn
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -26,7 +25,8 @@ from sqlalchemy.orm import Session
 
 from secl.central import audit
 from secl.central.context import CentralServices
-from secl.central.errors import Forbidden, Invalid, NotFound, ServiceError
+from secl.central.errors import Forbidden, Invalid, NotFound
+from secl.central.privacyca.service import audit_refusal
 from secl.central.reports import jobs
 from secl.central.store.hvs_flavor_models import Host
 from secl.central.store.hvs_models import AIKChallenge
@@ -60,7 +60,7 @@ def certify_host_key(
     aik_certificate = _aik_certificate(session, request.aik_certificate, action, actor)
     host = _aik_host(session, services, aik_certificate, action, actor)
     if caller_host is not None and caller_host != host.name:
-        _refuse(
+        audit_refusal(
             session,
             Forbidden(
                 f"this AIK certificate was issued to {host.name}, not to {caller_host}",
@@ -74,9 +74,9 @@ def certify_host_key(
         aik = load_ak_public(aik_certificate.public_bytes(Encoding.PEM))
         certified = verify_certified_key(request, usage, aik)
     except CertifiedKeyError as exc:
-        _refuse(session, Invalid(exc.message, code=exc.code), action, actor=actor, target=host.name)
+        audit_refusal(session, Invalid(exc.message, code=exc.code), action, actor=actor, target=host.name)
     except EvidenceError as exc:  # a structure that does not parse
-        _refuse(
+        audit_refusal(
             session,
             Invalid(f"the request cannot be read: {exc.message}", code=exc.code),
             action,
@@ -88,11 +88,7 @@ def certify_host_key(
         certified, privacy_ca.certificate, privacy_ca.key, days=services.config.certificate_days
     )
     der = certificate.public_bytes(Encoding.DER)
-    row = session.scalar(
-        select(HostKeyCertificate).where(
-            HostKeyCertificate.host_id == host.id, HostKeyCertificate.usage == usage.value
-        )
-    )
+    row = host_key_certificate(session, host.id, usage)
     if row is None:
         row = HostKeyCertificate(host_id=host.id, usage=usage.value)
         session.add(row)
@@ -133,7 +129,7 @@ def _aik_certificate(session: Session, der: bytes, action: str, actor: str) -> x
     try:
         return x509.load_der_x509_certificate(der)
     except ValueError:
-        _refuse(
+        audit_refusal(
             session,
             Invalid("aik_der_certificate is not a DER X.509 certificate", code="aik-certificate-malformed"),
             action,
@@ -150,7 +146,7 @@ def _aik_host(
     try:
         certificate.verify_directly_issued_by(privacy_ca)
     except (InvalidSignature, ValueError, TypeError):
-        _refuse(
+        audit_refusal(
             session,
             Forbidden(
                 "the AIK certificate was not issued by this central's Privacy CA", code="aik-not-certified"
@@ -161,7 +157,7 @@ def _aik_host(
         )
     now = utcnow()
     if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
-        _refuse(
+        audit_refusal(
             session,
             Forbidden(
                 "the AIK certificate is not valid now: enroll the AIK again", code="aik-certificate-expired"
@@ -175,7 +171,7 @@ def _aik_host(
         select(AIKChallenge.host_name).where(AIKChallenge.certificate_serial == serial)
     )
     if host_name is None:
-        _refuse(
+        audit_refusal(
             session,
             Forbidden(
                 "this Privacy CA has no record of issuing that AIK certificate", code="aik-not-certified"
@@ -186,7 +182,7 @@ def _aik_host(
         )
     host = session.scalar(select(Host).where(Host.name == host_name))
     if host is None:
-        _refuse(
+        audit_refusal(
             session,
             NotFound(
                 f"the AIK was issued to {host_name}, which is not a registered host", code="host-not-found"
@@ -196,21 +192,3 @@ def _aik_host(
             target=host_name,
         )
     return host
-
-
-def _refuse(
-    session: Session, error: ServiceError, action: str, *, actor: str, target: str, **details: Any
-) -> NoReturn:
-    session.rollback()
-    audit.record(
-        session,
-        action,
-        actor=actor,
-        outcome="failure",
-        target=target[:255],
-        code=error.code,
-        reason=error.message,
-        **details,
-    )
-    session.commit()
-    raise error

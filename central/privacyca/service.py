@@ -99,9 +99,10 @@ class IssuedChallenge:
     encrypted_secret: bytes  # marshalled TPM2B_ENCRYPTED_SECRET
 
 
-def _refuse(
+def audit_refusal(
     session: Session, error: ServiceError, action: str, *, actor: str, target: str, **details: Any
 ) -> NoReturn:
+    """Audit a refused Privacy CA operation in a transaction of its own, then raise ``error``."""
     session.rollback()
     audit.record(
         session,
@@ -205,7 +206,7 @@ def request_challenge(
     aik_name = check_aik(aik_area)
 
     def refuse(error: ServiceError) -> NoReturn:
-        _refuse(
+        audit_refusal(
             session,
             error,
             "aik.challenge-refused",
@@ -306,7 +307,7 @@ def redeem_challenge(
     target, context = row.host_name, {"challenge_id": row.id, "aik_name": row.aik_name}
     now = utcnow()
     if row.used:
-        _refuse(
+        audit_refusal(
             session,
             Conflict("this identity challenge was already answered", code="challenge-used"),
             "aik.challenge-failed",
@@ -315,7 +316,7 @@ def redeem_challenge(
             **context,
         )
     if row.expires_at <= now:
-        _refuse(
+        audit_refusal(
             session,
             Forbidden(
                 f"this identity challenge expired at {row.expires_at.isoformat()}", code="challenge-expired"
@@ -336,7 +337,7 @@ def redeem_challenge(
     )
     session.commit()
     if claimed != 1:
-        _refuse(
+        audit_refusal(
             session,
             Conflict("this identity challenge was already answered", code="challenge-used"),
             "aik.challenge-failed",
@@ -345,7 +346,7 @@ def redeem_challenge(
             **context,
         )
     if not hmac.compare_digest(hashlib.sha256(secret).hexdigest(), row.secret_sha256):
-        _refuse(
+        audit_refusal(
             session,
             Forbidden(
                 "the secret does not match the challenge; the challenge is now void", code="challenge-failed"

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Text, bindparam, cast, literal, null, select, union_all
@@ -195,16 +195,14 @@ def load_host_policies(
             flavors[row.host_key, row.group_id].append(_record(row))
     binding_keys = _binding_key_digests(session, [h.id for h in hosts])
     return {
-        host.id: replace(
-            _policy_of(
-                session,
-                host,
-                hardware_uuid=uuids.get(host.id),
-                groups=groups.get(host.id, {}),
-                flavors=flavors,
-                own=tuple(own.get(uuids.get(host.id) or "", ())),
-            ),
-            binding_key_certificate_sha384=binding_keys.get(host.id),
+        host.id: _policy_of(
+            session,
+            host,
+            hardware_uuid=uuids.get(host.id),
+            groups=groups.get(host.id, {}),
+            flavors=flavors,
+            own=tuple(own.get(uuids.get(host.id) or "", ())),
+            binding_key=binding_keys.get(host.id),
         )
         for host in hosts
     }
@@ -224,6 +222,7 @@ def _policy_of(
     groups: dict[str, tuple[str, tuple[FlavorMatchPolicy, ...]]],
     flavors: dict[tuple[str, str], list[FlavorRecord]],
     own: tuple[FlavorRecord, ...],
+    binding_key: str | None,
 ) -> HostPolicy:
     judged = tuple(
         GroupPolicy(
@@ -236,7 +235,8 @@ def _policy_of(
     )
     # Only an ASSET_TAG flavor's TagCertificateTrusted reads the revocations: skip the query without one.
     tagged = any(f.flavor_part == "ASSET_TAG" for g in judged for f in g.flavors)
-    return HostPolicy(judged, revoked_tag_digests(session, hardware_uuid) if tagged else frozenset())
+    revoked = revoked_tag_digests(session, hardware_uuid) if tagged else frozenset()
+    return HostPolicy(judged, revoked, binding_key)
 
 
 def revoked_tag_digests(session: Session, hardware_uuid: str | None) -> frozenset[bytes]:
